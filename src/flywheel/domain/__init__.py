@@ -1,0 +1,1 @@
+"""Pure domain logic: entities, validation, datasets, metrics. No I/O; imports nothing of ours."""

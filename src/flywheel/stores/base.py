@@ -1,0 +1,283 @@
+"""Ports for the state store and the log store.
+
+Adapters return domain objects, never BSON documents, ES hits or rows, and translate driver
+errors into :mod:`flywheel.errors` (missing → ``NotFound``, duplicate or lost
+compare-and-set → ``Conflict``, unreachable → ``StoreUnavailable``). One contract test
+suite (``tests/contract``) runs against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from flywheel.domain.jobs import (
+    ApiKey,
+    CandidateRun,
+    Job,
+    JobId,
+    JobStatus,
+    JobType,
+    KeyId,
+    NamedConfig,
+    Page,
+    Promotion,
+)
+from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog, WorkloadCount
+
+LogRecordT = ChatLog | RetrievalLog
+
+
+class StateStore(Protocol):
+    """Jobs, candidate runs, named configs, API keys and promotions."""
+
+    # -- jobs ---------------------------------------------------------------------------
+    def create_job(self, job: Job) -> Job:
+        """Insert a new job.
+
+        Raises:
+            Conflict: a job with this id exists.
+        """
+        ...
+
+    def get_job(self, job_id: JobId) -> Job:
+        """Return one job.
+
+        Raises:
+            NotFound: no such job.
+        """
+        ...
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        client_id: str | None = None,
+        client_ids: Iterable[str] | None = None,
+        workload_id: str | None = None,
+        job_type: JobType | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Job]:
+        """Newest first (``created_at`` desc, then ``id`` desc), filtered, cursor-paginated.
+
+        ``client_ids`` restricts to a tenant scope (None: no restriction).
+
+        Raises:
+            ValidationFailed: the cursor is malformed.
+        """
+        ...
+
+    def update_job(
+        self,
+        job_id: JobId,
+        changes: Mapping[str, Any],
+        *,
+        expect_status: Iterable[JobStatus] | None = None,
+        expect_version: int | None = None,
+    ) -> Job:
+        """Set top-level fields of a job atomically, bump ``version`` and ``updated_at``.
+
+        The write happens only if the job's status is in ``expect_status`` and its version
+        equals ``expect_version`` (each when given). Values are domain values (enums,
+        datetimes, dicts) as on :class:`Job`.
+
+        Returns:
+            The job after the write.
+
+        Raises:
+            NotFound: no such job.
+            Conflict: a precondition failed (someone else moved the job first).
+        """
+        ...
+
+    def delete_job(self, job_id: JobId) -> None:
+        """Delete a job and its candidate runs.
+
+        Raises:
+            NotFound: no such job.
+        """
+        ...
+
+    def count_jobs(
+        self, *, config_name: str | None = None, statuses: Iterable[JobStatus] | None = None
+    ) -> int:
+        """Count jobs, optionally those using a named config and/or in given statuses."""
+        ...
+
+    # -- candidate runs -----------------------------------------------------------------
+    def put_candidate_run(self, run: CandidateRun) -> CandidateRun:
+        """Insert the run for ``(job_id, name)`` if absent; return the stored one (idempotent)."""
+        ...
+
+    def list_candidate_runs(self, job_id: JobId) -> list[CandidateRun]:
+        """All candidate runs of a job, in insertion order."""
+        ...
+
+    def update_candidate_run(
+        self,
+        job_id: JobId,
+        name: str,
+        changes: Mapping[str, Any],
+        *,
+        expect_version: int | None = None,
+    ) -> CandidateRun:
+        """Set top-level fields of one candidate run atomically (compare-and-set on version).
+
+        Raises:
+            NotFound: no such run.
+            Conflict: the version changed.
+        """
+        ...
+
+    # -- named configs ------------------------------------------------------------------
+    def create_config(self, config: NamedConfig) -> NamedConfig:
+        """Insert version 1 of a new named config.
+
+        Raises:
+            Conflict: a live config with this name exists.
+        """
+        ...
+
+    def add_config_version(self, config: NamedConfig, *, expect_version: int) -> NamedConfig:
+        """Insert ``expect_version + 1`` of an existing config (optimistic concurrency).
+
+        Raises:
+            NotFound: no such live config.
+            Conflict: the latest version is not ``expect_version``.
+        """
+        ...
+
+    def get_config(self, name: str, version: int | None = None) -> NamedConfig:
+        """The latest (or a given) version of a live config.
+
+        Raises:
+            NotFound: unknown name or version, or the config was deleted.
+        """
+        ...
+
+    def list_configs(self) -> list[NamedConfig]:
+        """Latest version of each live config, by name."""
+        ...
+
+    def list_config_versions(self, name: str) -> list[NamedConfig]:
+        """All versions of a config, oldest first.
+
+        Raises:
+            NotFound: unknown name.
+        """
+        ...
+
+    def delete_config(self, name: str) -> None:
+        """Soft-delete a config (its versions stay readable for jobs that pinned them).
+
+        Raises:
+            NotFound: unknown name.
+        """
+        ...
+
+    # -- API keys -----------------------------------------------------------------------
+    def create_key(self, key: ApiKey) -> ApiKey:
+        """Store a new key (hash only)."""
+        ...
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The non-revoked key with this hash, or None."""
+        ...
+
+    def list_keys(self) -> list[ApiKey]:
+        """All keys, newest first."""
+        ...
+
+    def revoke_key(self, key_id: KeyId) -> None:
+        """Mark a key revoked.
+
+        Raises:
+            NotFound: unknown key id.
+        """
+        ...
+
+    # -- promotions ---------------------------------------------------------------------
+    def add_promotion(self, promotion: Promotion) -> Promotion:
+        """Record a promotion."""
+        ...
+
+    def list_promotions(self, client_id: str, workload_id: str) -> list[Promotion]:
+        """Promotions for a workload, newest first (rolled-back ones included)."""
+        ...
+
+    def mark_promotion_rolled_back(self, promotion_id: str) -> None:
+        """Flag one promotion as rolled back.
+
+        Raises:
+            NotFound: unknown promotion id.
+        """
+        ...
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check the store answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class LogStore(Protocol):
+    """Production logs (chat and retrieval), keyed by ``(client_id, workload_id)``."""
+
+    def write(self, records: Iterable[LogRecordT]) -> int:
+        """Bulk-insert records (streamed in batches); return how many were written."""
+        ...
+
+    def count(
+        self,
+        client_id: str,
+        workload_id: str,
+        *,
+        kind: LogKind | None = None,
+        since_ms: int | None = None,
+    ) -> int:
+        """How many records a pair holds (optionally of one kind, at or after ``since_ms``)."""
+        ...
+
+    def iter_recent(
+        self,
+        client_id: str,
+        workload_id: str,
+        *,
+        limit: int,
+        kind: LogKind | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[LogRecordT]:
+        """Yield the newest ``limit`` records of a pair, newest first.
+
+        Memory is bounded by ``batch_size``, not by the store (ES: point-in-time +
+        ``search_after`` with a tiebreaker; SQLite: keyset pagination).
+        """
+        ...
+
+    def delete(self, client_id: str, workload_id: str) -> int:
+        """Delete a pair's records; return how many were removed."""
+        ...
+
+    def list_workloads(self) -> list[WorkloadCount]:
+        """Every pair with its record count per kind (for the console's job form)."""
+        ...
+
+    def ping(self) -> None:
+        """Check the store answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
