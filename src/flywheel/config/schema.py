@@ -236,6 +236,12 @@ class EmbeddingJobConfig(_Strict):
 
     num_hard_negatives: int = Field(default=5, ge=0, le=100)
     positive_source: Literal["used", "clicked", "used_or_clicked"] = "used_or_clicked"
+    negative_near_duplicate_threshold: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Word-set Jaccard with a positive at which a candidate is no negative.",
+    )
     corpus_sample_size: int = Field(
         default=1000, ge=0, description="Extra wider-corpus passages added to the eval corpus."
     )
