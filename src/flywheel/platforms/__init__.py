@@ -1,0 +1,1 @@
+"""Model platforms: one port (``base.ModelPlatform``), a ``nemo`` (NMP) and a ``local`` adapter."""
