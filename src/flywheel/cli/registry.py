@@ -7,7 +7,14 @@ import importlib
 import typer
 
 #: (command name, module that defines a Typer ``app``)
-SUB_APPS: list[tuple[str, str]] = []
+SUB_APPS: list[tuple[str, str]] = [
+    ("logs", "flywheel.cli.logs"),
+    ("jobs", "flywheel.cli.jobs"),
+    ("configs", "flywheel.cli.configs"),
+    ("keys", "flywheel.cli.keys"),
+    ("serve", "flywheel.cli.serve"),
+    ("openapi", "flywheel.cli.openapi"),
+]
 
 
 def sub_apps() -> list[tuple[str, typer.Typer]]:
