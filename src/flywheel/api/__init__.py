@@ -1,0 +1,1 @@
+"""The REST API: ``create_app`` builds it; routers live in ``routes/``."""

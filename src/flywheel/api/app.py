@@ -1,0 +1,123 @@
+"""The API's composition root: settings, stores and services, built once per app.
+
+Stores passed in (tests, embedding) belong to the caller; stores the app opens itself are
+opened in the lifespan and closed when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from flywheel import __version__
+from flywheel.api.deps import Services
+from flywheel.api.errors import install_error_handlers
+from flywheel.api.metrics import ApiMetrics
+from flywheel.api.middleware import RequestContextMiddleware
+from flywheel.api.routes import configs, health, jobs, keys, logs
+from flywheel.config.resolve import load_base_config
+from flywheel.domain.jobs import Job
+from flywheel.services.auth import FailedAuthLimiter
+from flywheel.services.configs import ConfigService
+from flywheel.services.jobs import JobService
+from flywheel.services.workflow_port import DeferredLauncher, WorkflowLauncher
+from flywheel.settings import Settings, get_settings
+from flywheel.stores.base import LogStore, StateStore
+from flywheel.stores.registry import open_log_store, open_state_store
+
+_DESCRIPTION = """\
+Flywheel turns production LLM traffic into datasets and finds cheaper models that do the
+same work.
+
+**Auth.** Send an API key as `Authorization: Bearer fw_...` on every endpoint except
+`/api/health`. Roles: `viewer` (read) ⊂ `operator` (jobs, logs) ⊂ `admin` (configs, keys).
+A key scoped to some `client_id`s sees only their jobs and logs; others answer 404.
+
+**Status vocabulary.** One set of job statuses everywhere: `pending`, `running`,
+`cancelling`, `cancelled`, `completed`, `failed` (the blueprint's API said `queued`, D7).
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    state_store: StateStore | None = None,
+    log_store: LogStore | None = None,
+    workflow: WorkflowLauncher | None = None,
+) -> FastAPI:
+    """Build the API. Unset arguments come from settings (stores) or defaults (workflow)."""
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+    launcher: WorkflowLauncher = workflow or DeferredLauncher()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned: list[StateStore | LogStore] = []
+        state = state_store
+        if state is None:
+            state = open_state_store(settings.state_store_url)
+            owned.append(state)
+        log_st = log_store
+        if log_st is None:
+            log_st = open_log_store(
+                settings.log_store_url,
+                index=settings.es_collection_name,
+                verify_certs=settings.es_verify_certs,
+            )
+            owned.append(log_st)
+        base = load_base_config(settings.config_path)
+
+        def count_created(job: Job) -> None:
+            metrics.jobs_created.labels(job_type=job.job_type.value).inc()
+
+        app.state.services = Services(
+            settings=settings,
+            state=state,
+            logs=log_st,
+            jobs=JobService(
+                state=state,
+                logs=log_st,
+                launcher=launcher,
+                base_config=base,
+                on_created=count_created,
+            ),
+            configs=ConfigService(store=state, base_config=base),
+            limiter=FailedAuthLimiter(),
+            metrics=metrics,
+        )
+        try:
+            yield
+        finally:
+            for store in owned:
+                store.close()
+
+    app = FastAPI(
+        title="Flywheel API",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.launcher = launcher
+    install_error_handlers(app)
+    for router in (
+        jobs.router,
+        configs.router,
+        logs.router,
+        keys.router,
+        health.health_router,
+        health.metrics_router,
+    ):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource; each is authenticated at the router level."""

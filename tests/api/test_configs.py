@@ -1,0 +1,95 @@
+"""/api/configs: validated writes, versions, optimistic concurrency and guarded deletes."""
+
+from __future__ import annotations
+
+from httpx import Response
+
+from flywheel.domain.jobs import JobId, JobStatus
+from tests.api.conftest import Api
+
+_BODY = {"data_split_config": {"eval_size": 30}}
+
+
+def _create(api: Api, name: str = "small", body: object = None, **extra: object) -> Response:
+    payload = {"name": name, "job_type": "llm_job", "body": _BODY if body is None else body}
+    payload.update(extra)
+    response: Response = api.client.post("/api/configs", json=payload, headers=api.headers("admin"))
+    return response
+
+
+def test_create_read_version_and_list(api: Api) -> None:
+    admin = api.headers("admin")
+    created = _create(api, description="thirty")
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    update = {"expected_version": 1, "body": {"data_split_config": {"eval_size": 40}}}
+    second = api.client.put("/api/configs/small", json=update, headers=admin)
+    assert second.status_code == 200, second.text
+    assert second.json()["version"] == 2
+    assert second.json()["description"] == "thirty"
+    stale = api.client.put("/api/configs/small", json=update, headers=admin)
+    assert stale.status_code == 409
+    latest = api.client.get("/api/configs/small", headers=api.headers("viewer")).json()
+    assert latest["body"]["data_split_config"]["eval_size"] == 40
+    first = api.client.get("/api/configs/small", params={"version": 1}, headers=admin).json()
+    assert first["body"] == _BODY
+    versions = api.client.get("/api/configs/small/versions", headers=admin).json()["items"]
+    assert [v["version"] for v in versions] == [1, 2]
+    names = [c["name"] for c in api.client.get("/api/configs", headers=admin).json()["items"]]
+    assert names == ["small"]
+
+
+def test_invalid_bodies_get_field_errors(api: Api) -> None:
+    bad = _create(api, body={"data_split_config": {"eval_size": -1}})
+    assert bad.status_code == 422
+    errors = bad.json()["errors"]
+    assert errors[0]["loc"][:3] == ["body", "data_split_config", "eval_size"]
+    typo = _create(api, body={"icl_confg": {}})
+    assert typo.status_code == 422
+    no_embedding = _create(
+        api, body={"candidates": [{"name": "m", "model_type": "llm"}]}, job_type="embedding_job"
+    )
+    assert no_embedding.status_code == 422
+    assert _create(api, name="bad name").status_code == 422
+    assert _create(api, extra_field=1).status_code == 422
+
+
+def test_duplicates_and_unknown_names(api: Api) -> None:
+    admin = api.headers("admin")
+    assert _create(api).status_code == 201
+    assert _create(api).status_code == 409
+    assert api.client.get("/api/configs/missing", headers=admin).status_code == 404
+    assert (
+        api.client.get("/api/configs/small", params={"version": 9}, headers=admin).status_code
+        == 404
+    )
+    update = {"expected_version": 1, "body": {}}
+    assert api.client.put("/api/configs/missing", json=update, headers=admin).status_code == 404
+    assert api.client.delete("/api/configs/missing", headers=admin).status_code == 404
+
+
+def test_delete_is_refused_while_an_active_job_uses_it_and_jobs_keep_their_snapshot(
+    api: Api,
+) -> None:
+    admin = api.headers("admin")
+    _create(api)
+    job_id = api.client.post(
+        "/api/jobs",
+        json={"client_id": "acme", "workload_id": "router", "config_name": "small"},
+        headers=admin,
+    ).json()["id"]
+    update = {"expected_version": 1, "body": {"data_split_config": {"eval_size": 45}}}
+    api.client.put("/api/configs/small", json=update, headers=admin)
+    job = api.client.get(f"/api/jobs/{job_id}", headers=admin).json()
+    assert job["config"]["data_split_config"]["eval_size"] == 30
+    assert job["config_version"] == 1
+    assert api.client.delete("/api/configs/small", headers=admin).status_code == 409
+    api.state.update_job(JobId(job_id), {"status": JobStatus.completed})
+    assert api.client.delete("/api/configs/small", headers=admin).status_code == 204
+    assert api.client.get("/api/configs/small", headers=admin).status_code == 404
+    gone = api.client.post(
+        "/api/jobs",
+        json={"client_id": "acme", "workload_id": "router", "config_name": "small"},
+        headers=admin,
+    )
+    assert gone.status_code == 404
