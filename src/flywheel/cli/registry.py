@@ -9,6 +9,7 @@ import typer
 #: (command name, module that defines a Typer ``app``)
 SUB_APPS: list[tuple[str, str]] = [
     ("logs", "flywheel.cli.logs"),
+    ("datasets", "flywheel.cli.datasets"),
     ("jobs", "flywheel.cli.jobs"),
     ("configs", "flywheel.cli.configs"),
     ("keys", "flywheel.cli.keys"),
