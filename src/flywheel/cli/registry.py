@@ -15,6 +15,7 @@ SUB_APPS: list[tuple[str, str]] = [
     ("keys", "flywheel.cli.keys"),
     ("serve", "flywheel.cli.serve"),
     ("openapi", "flywheel.cli.openapi"),
+    ("worker", "flywheel.cli.worker"),
 ]
 
 

@@ -6,6 +6,13 @@ small JSON-able dicts that the workflow writes to the state store **before** it 
 them, so cancellation and cleanup can always find the platform work (blueprint D20).
 Every stop/delete call is idempotent: stopping something already stopped or gone succeeds.
 
+Every *start* call should be idempotent on its natural key — ``(job_id, candidate.name)``
+for datasets, deployments and customizations, ``(job_id, candidate.name, eval_type)`` for
+evaluations — while that work is not cancelled: a repeated start returns the handle of the
+work already started (e.g. by deriving run-unique platform names from the key and looking
+them up first). A worker killed between a start call and the write of its handle redoes
+the start, so this is what keeps "at least once" steps from starting GPU work twice.
+
 Adapters raise :class:`~flywheel.errors.PlatformUnavailable` for transient failures
 (timeouts, 5xx, connection refused: the workflow retries with backoff) and
 :class:`~flywheel.errors.PlatformError` for permanent ones, with a message naming the

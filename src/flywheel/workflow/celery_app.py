@@ -1,0 +1,124 @@
+"""The Celery application: broker selection, queues and reliability settings.
+
+Two modes, the same task code:
+
+* ``REDIS_URL`` set: Celery on Redis. Messages are acknowledged *after* the step ran
+  (``acks_late``) and requeued if the worker process dies (``task_reject_on_worker_lost``);
+  an unacknowledged message comes back after ``visibility_timeout``. Redis also holds the
+  GPU lease table.
+* ``REDIS_URL`` unset (embedded): kombu's **filesystem** transport (with atomic writes,
+  :mod:`.fs_transport`), a real broker that needs no server: every message is a file
+  under ``$FLYWHEEL_DATA_DIR/broker/``, shared by the API process and any number of worker
+  processes on the machine (each message is written atomically, then moved away by the
+  one consumer that takes it). It cannot redeliver a message whose worker died mid-step;
+  the sweeper covers that (it re-enqueues any active job whose last step is older than
+  ``stale_after_s``). There is no eager mode: even embedded, steps run in a worker,
+  never inline in the API.
+
+Queues (names prefixed by ``FLYWHEEL_WORKFLOW_QUEUE_PREFIX``):
+
+* ``flywheel.steps``: short steps — starting and polling platform work, shutdowns,
+  cancellation; many per job, each a few platform calls.
+* ``flywheel.long``: long steps — building datasets and finalizing (scoring, bootstrap CIs).
+  Run them on separate workers in production so a big build never delays polls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+
+from flywheel.settings import Settings, get_settings
+from flywheel.workflow import fs_transport
+from flywheel.workflow.options import WorkflowOptions
+
+ADVANCE_TASK = "flywheel.advance"
+SWEEP_TASK = "flywheel.sweep"
+DELETE_ARTIFACTS_TASK = "flywheel.delete_artifacts"
+
+
+def broker_dir(settings: Settings) -> Path:
+    """Where the embedded (filesystem) broker keeps its messages."""
+    return (settings.data_dir / "broker").resolve()
+
+
+def celery_config(settings: Settings, options: WorkflowOptions) -> dict[str, Any]:
+    """Celery settings for these settings and options."""
+    config: dict[str, Any] = {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": options.steps_queue,
+        "task_create_missing_queues": True,
+        "task_routes": {SWEEP_TASK: {"queue": options.steps_queue}},
+        "broker_connection_retry_on_startup": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "flywheel-sweep": {"task": SWEEP_TASK, "schedule": options.sweep_interval_s},
+        },
+        "beat_schedule_filename": str((settings.data_dir / "celerybeat-schedule").resolve()),
+    }
+    if settings.redis_url is not None:
+        config["broker_url"] = settings.redis_url.get_secret_value()
+        transport: dict[str, Any] = {"visibility_timeout": options.visibility_timeout_s}
+        if options.queue_prefix:
+            transport["global_keyprefix"] = options.queue_prefix
+        config["broker_transport_options"] = transport
+    else:
+        root = broker_dir(settings)  # created by ensure_broker_dirs, not at import
+        fs_transport.register()
+        config["broker_url"] = f"{fs_transport.ALIAS}://"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(root / "messages"),
+            "data_folder_out": str(root / "messages"),
+            "processed_folder": str(root / "processed"),
+            "control_folder": str(root / "control"),
+            "store_processed": False,
+            "polling_interval": options.embedded_broker_poll_s,
+        }
+        # No broadcast channel to rely on across processes: the worker needs none.
+        config["worker_enable_remote_control"] = False
+        # This transport cannot redeliver, so late acks buy nothing here, while a deeper
+        # prefetch saves a polling round per step (the sweeper covers a dead worker).
+        config["worker_prefetch_multiplier"] = 4
+    return config
+
+
+def ensure_broker_dirs(conf: Any) -> None:
+    """Create the embedded broker's folders (no-op on Redis); producers and workers call it."""
+    if not str(conf.broker_url or "").startswith(f"{fs_transport.ALIAS}://"):
+        return
+    options = conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _prepare_worker(sender: Any = None, **_: Any) -> None:
+    ensure_broker_dirs(sender.app.conf)
+
+
+def create_celery_app(
+    settings: Settings | None = None, options: WorkflowOptions | None = None
+) -> Celery:
+    """A Celery app on the configured broker, with the workflow's tasks registered."""
+    settings = settings or get_settings()
+    options = options or WorkflowOptions()
+    celery = Celery("flywheel", set_as_current=False)
+    celery.conf.update(celery_config(settings, options))
+    celery.conf.include = ["flywheel.workflow.tasks"]
+    return celery
+
+
+app = create_celery_app()
+"""The process-wide app (``celery -A flywheel.workflow.celery_app worker``)."""

@@ -1,0 +1,73 @@
+"""Workflow tuning knobs, read from ``FLYWHEEL_WORKFLOW_*`` environment variables.
+
+These are operational settings of the worker fleet (how often to poll, when a step counts
+as stale), not part of a job's configuration: they never change what a job computes, only
+how quickly the workflow notices things. Tests shrink them to milliseconds.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkflowOptions(BaseSettings):
+    """Timing and queue settings of the workflow engine."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_WORKFLOW_", extra="ignore", frozen=True)
+
+    poll_interval_s: float = Field(
+        default=10.0, gt=0, description="Delay between two polls of the same platform work."
+    )
+    capacity_retry_s: float = Field(
+        default=15.0, gt=0, description="Delay before a queued candidate asks for GPUs again."
+    )
+    claim_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a step that starts platform work owns the job before another "
+        "step may assume it died and redo the start.",
+    )
+    build_lease_s: float = Field(
+        default=900.0, gt=0, description="The same, for the dataset build (a long step)."
+    )
+    stale_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="The sweeper re-enqueues an active job whose last step is older than this.",
+    )
+    sweep_interval_s: float = Field(default=60.0, gt=0, description="How often the sweeper runs.")
+    stuck_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Beyond its stage timeout plus this, a job that makes no progress is failed.",
+    )
+    max_transient_retries: int = Field(
+        default=5, ge=0, description="Retries of one action on transient platform/store errors."
+    )
+    retry_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles.")
+    visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis broker: an unacknowledged message is redelivered after this.",
+    )
+    embedded_broker_poll_s: float = Field(
+        default=0.02,
+        gt=0,
+        description="Embedded (filesystem) broker: how often a worker looks for new messages.",
+    )
+    queue_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="Prefix for queue names and broker keys (isolates test runs, tenants).",
+    )
+
+    @property
+    def steps_queue(self) -> str:
+        """Queue of short steps: polls, starts, shutdowns, cancellation."""
+        return f"{self.queue_prefix}flywheel.steps"
+
+    @property
+    def long_queue(self) -> str:
+        """Queue of long steps: dataset building and finalization (scoring)."""
+        return f"{self.queue_prefix}flywheel.long"

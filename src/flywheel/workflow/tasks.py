@@ -1,0 +1,90 @@
+"""The Celery tasks: thin wrappers that hand ids to the step runner.
+
+Arguments are ids only (``delete_artifacts`` also takes the platform handles, because the
+job document is deleted right after the request). Every task is idempotent and
+acknowledged late; nothing here waits on another task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+from celery import Task
+
+from flywheel.domain.jobs import JobId
+from flywheel.errors import PlatformUnavailable, StoreUnavailable
+from flywheel.workflow import runtime
+from flywheel.workflow.celery_app import (
+    ADVANCE_TASK,
+    DELETE_ARTIFACTS_TASK,
+    SWEEP_TASK,
+    app,
+)
+from flywheel.workflow.steps import Next, delete_artifacts
+from flywheel.workflow.sweeper import sweep as sweep_once
+
+log = structlog.get_logger(__name__)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name=ADVANCE_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(StoreUnavailable,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def advance(self: Task, job_id: str) -> None:
+    """Do the next step of one job and schedule the one after it."""
+    with structlog.contextvars.bound_contextvars(job_id=job_id, task_id=self.request.id):
+        step = runtime.runner().advance(JobId(job_id), task_id=self.request.id)
+        if step.wait_s is not None:
+            schedule(job_id, step)
+
+
+def schedule(job_id: str, step: Next) -> None:
+    """Enqueue the next step of ``job_id`` (after its countdown, on its queue)."""
+    options = runtime.services().options
+    advance.apply_async(
+        (job_id,),
+        countdown=step.wait_s or None,
+        queue=options.long_queue if step.long else options.steps_queue,
+    )
+
+
+@app.task(name=SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep() -> None:
+    """Re-enqueue stalled jobs, fail stuck ones, release leaked GPU leases."""
+    services = runtime.services()
+    report = sweep_once(
+        state=services.state,
+        capacity=services.capacity,
+        options=services.options,
+        enqueue=lambda job_id: schedule(job_id, Next(0.0)),
+        now_ms=services.clock(),
+    )
+    if report.touched:
+        log.info("workflow_sweep", **report.as_dict())
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name=DELETE_ARTIFACTS_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(PlatformUnavailable,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]]) -> None:
+    """Remove a deleted job's platform artifacts and local files."""
+    services = runtime.services()
+    job_dir: Path = services.data_dir / "jobs" / job_id
+    errors = delete_artifacts(services.platform, handles, job_dir)
+    if errors:
+        log.warning("artifacts_left", job_id=job_id, errors=errors)

@@ -1,0 +1,366 @@
+"""Steps against real SQLite stores and the fake platform, driven in this process."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from flywheel.domain.jobs import TERMINAL_STATUSES, Job, JobId, JobStatus
+from flywheel.errors import PlatformUnavailable
+from flywheel.platforms.base import Progress
+from flywheel.stores.base import LogStore, StateStore
+from flywheel.workflow import engine
+from flywheel.workflow.engine import Kind
+from flywheel.workflow.steps import StepRunner, WorkflowServices, delete_artifacts, recorded_handles
+from flywheel.workflow.sweeper import sweep
+from tests.workflow.fake_platform import FakePlatform
+from tests.workflow.support import create_job, drive, fast_options, llm_config, make_services
+
+
+def _until(runner: StepRunner, job_id: JobId, predicate: Any, timeout_s: float = 20.0) -> Job:
+    """Advance until ``predicate(job)`` holds (bounded in time)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = runner.s.state.get_job(job_id)
+        if predicate(job) or job.status in TERMINAL_STATUSES:
+            break
+        step = runner.advance(job_id)
+        if step.wait_s:
+            time.sleep(min(step.wait_s, 0.1))
+    job = runner.s.state.get_job(job_id)
+    assert predicate(job), job.state
+    return job
+
+
+def _next_kind(runner: StepRunner, job_id: JobId) -> Kind | None:
+    action = runner.peek(job_id).action
+    return None if action is None else action.kind
+
+
+def test_same_step_twice_starts_platform_work_once(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    job = create_job(state, llm_config(["a"]))
+    job = _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.start_deployment)
+    stale = state.get_job(job.id)
+    action = runner.peek(job.id).action
+    assert action is not None
+    runner._run(stale, action, now=runner.s.clock(), task_id="t1")
+    # A duplicate delivery that loaded the job before the first one ran: its claim loses.
+    runner._run(stale, action, now=runner.s.clock(), task_id="t2")
+    # And a fresh re-run now sees the deployment already started and polls it instead.
+    assert _next_kind(runner, job.id) is Kind.poll_deployment
+    deployments = [w for w in platform.ledger() if w["kind"] == "deployment"]
+    assert len(deployments) == 1
+    assert deployments[0]["starts"] == 1  # the duplicate never even asked the platform
+
+
+def test_lost_compare_and_set_makes_a_poll_a_no_op(
+    runner: StepRunner, state: StateStore, platform: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform.set_script(durations={"deployment": 60.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"]))
+    job = _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    before = state.get_job(job.id)
+    original = platform.poll_deployment
+
+    def poll_and_interfere(handle: dict[str, Any]) -> Progress:
+        state.update_job(job.id, {"warnings": ["someone else wrote"]})
+        return original(handle)
+
+    monkeypatch.setattr(platform, "poll_deployment", poll_and_interfere)
+    step = runner.advance(job.id)
+    after = state.get_job(job.id)
+    assert step.wait_s is None  # dropped: the writer that won schedules the next step
+    assert after.version == before.version + 1  # only the interfering write landed
+    assert after.state == before.state
+
+
+def test_handle_survives_a_cancel_racing_the_start(
+    runner: StepRunner, state: StateStore, platform: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = create_job(state, llm_config(["a"]))
+    job = _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.start_deployment)
+    original = platform.start_deployment
+
+    def start_while_cancelled(**kwargs: Any) -> dict[str, Any]:
+        state.update_job(
+            job.id, {"status": JobStatus.cancelling}, expect_status=[JobStatus.running]
+        )
+        return original(**kwargs)
+
+    monkeypatch.setattr(platform, "start_deployment", start_while_cancelled)
+    runner.advance(job.id)
+    monkeypatch.setattr(platform, "start_deployment", original)
+    recorded = state.get_job(job.id).state["candidates"]["a"]["deployment"]["handle"]
+    assert recorded is not None  # committed despite the concurrent status change
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.cancelled
+    assert platform.live() == []
+    assert [s["kind"] for s in done.state["stopped"]] == ["deployment"]
+
+
+def test_failing_candidate_does_not_fail_the_others(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(fail={"bad/deployment": "image pull failed"})
+    job = create_job(state, llm_config(["good", "bad"]))
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.completed
+    runs = {r.name: r for r in state.list_candidate_runs(job.id)}
+    assert runs["good"].status == "completed"
+    assert runs["bad"].status == "failed"
+    assert "image pull failed" in (runs["bad"].error or "")
+    assert any("bad" in w for w in done.warnings)
+    assert platform.live() == []
+
+
+def test_job_fails_when_nothing_could_be_evaluated(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(fail_start={"a/evaluation/base": "no", "a/evaluation/icl": "no"})
+    job = create_job(state, llm_config(["a"], customize=False))
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.failed
+    assert "no candidate could be evaluated" in (done.error or "")
+    assert platform.live() == []
+
+
+def test_too_few_logs_fail_the_job_with_the_dataset_reason(
+    runner: StepRunner, state: StateStore
+) -> None:
+    config = llm_config(["a"]).model_copy(
+        update={
+            "data_split_config": llm_config(["a"]).data_split_config.model_copy(
+                update={"min_total_records": 500, "limit": 1000}
+            )
+        }
+    )
+    job = create_job(state, config)
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.failed
+    assert "datasets" in (done.error or "")
+    assert "500" in (done.error or "")
+
+
+def test_candidate_that_can_never_fit_the_budget_fails_clearly(
+    state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
+) -> None:
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
+    )
+    runner = StepRunner(services)
+    config = llm_config(["big"], gpus=2)
+    done = drive(runner, create_job(state, config).id)
+    assert done.status is JobStatus.failed
+    run = state.list_candidate_runs(done.id)[0]
+    assert "GPU budget" in (run.error or "")
+
+
+def test_queued_candidate_shows_the_reason(
+    state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
+) -> None:
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
+    )
+    services.capacity.acquire("someone/else", 1, 1)
+    runner = StepRunner(services)
+    job = create_job(state, llm_config(["a"]))
+    _until(
+        runner,
+        job.id,
+        lambda j: j.state.get("candidates", {}).get("a", {}).get("status") == engine.QUEUED,
+    )
+    run = state.list_candidate_runs(job.id)[0]
+    assert run.status == "queued"
+    assert run.deployment["reason"] == "waiting for 1 GPU(s): 1 of 1 in use"
+    services.capacity.release("someone/else")
+    assert drive(runner, job.id).status is JobStatus.completed
+    assert services.capacity.leases() == {}
+
+
+def test_transient_errors_are_retried_then_fail_the_item(
+    runner: StepRunner, state: StateStore, platform: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+
+    def unavailable(handle: dict[str, Any]) -> Progress:
+        calls["n"] += 1
+        raise PlatformUnavailable("evaluator: 503")
+
+    monkeypatch.setattr(platform, "poll_evaluation", unavailable)
+    job = create_job(state, llm_config(["a"], customize=False))
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.failed
+    assert calls["n"] == 2 * (runner.s.options.max_transient_retries + 1)  # base and icl
+    run = state.list_candidate_runs(job.id)[0]
+    assert all("gave up after 3 retries" in (e["error"] or "") for e in run.evaluations)
+
+
+def test_cancel_stops_every_recorded_handle(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(durations={"deployment": 0.0, "evaluation": 60.0, "customization": 60.0})
+    job = create_job(state, llm_config(["a", "b"]))
+    _until(
+        runner,
+        job.id,
+        lambda j: (
+            all(
+                w["status"] == engine.W_RUNNING
+                for c in j.state.get("candidates", {}).values()
+                for i, w in c["work"].items()
+                if i != "customized"
+            )
+            and bool(j.state.get("candidates"))
+        ),
+    )
+    state.update_job(job.id, {"status": JobStatus.cancelling})
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.cancelled
+    stopped = sorted((s["kind"], s["candidate"], s["item"]) for s in done.state["stopped"])
+    assert len(stopped) == 8  # 2 × (deployment, base, icl, customization)
+    assert platform.live() == []
+    assert {r.status for r in state.list_candidate_runs(job.id)} == {"cancelled"}
+
+
+def test_delete_artifacts_removes_every_handle(
+    runner: StepRunner, state: StateStore, platform: FakePlatform, data_dir: Any
+) -> None:
+    done = drive(runner, create_job(state, llm_config(["a"])).id)
+    handles = recorded_handles(done.state)
+    job_dir = data_dir / "jobs" / done.id
+    assert job_dir.exists()
+    assert delete_artifacts(platform, handles, job_dir) == []
+    deleted = {w["id"] for w in platform.ledger() if w["deleted_at"] is not None}
+    expected = {h["handle"]["id"] for h in handles if h["kind"] != "deployment"}
+    assert expected
+    assert expected <= deleted
+    assert not job_dir.exists()
+
+
+def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
+    services: WorkflowServices, runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    enqueued: list[str] = []
+    now = runner.s.clock()
+    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
+    report = sweep(
+        state=state,
+        capacity=services.capacity,
+        options=options,
+        enqueue=enqueued.append,
+        now_ms=now,
+    )
+    assert enqueued == []
+    assert not report.touched
+    later = now + 2_000
+    sweep(
+        state=state,
+        capacity=services.capacity,
+        options=options,
+        enqueue=enqueued.append,
+        now_ms=later,
+    )
+    assert enqueued == [job.id]
+    timeout_ms = 3600 * 1000 * 24  # beyond the longest stage timeout of the default config
+    stuck = now + timeout_ms + 10_000
+    report = sweep(
+        state=state,
+        capacity=services.capacity,
+        options=options,
+        enqueue=enqueued.append,
+        now_ms=stuck,
+    )
+    assert report.aborted == [job.id]
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.failed
+    assert "no progress" in (done.error or "")
+    assert platform.live() == []
+
+
+def test_sweeper_releases_leases_of_ended_jobs(
+    services: WorkflowServices, state: StateStore
+) -> None:
+    services.capacity.acquire("job_gone/a", 1, 4)
+    report = sweep(
+        state=state,
+        capacity=services.capacity,
+        options=fast_options(),
+        enqueue=lambda _: None,
+        now_ms=services.clock(),
+    )
+    assert report.released == ["job_gone/a"]
+    assert services.capacity.leases() == {}
+
+
+def test_sweeper_fails_a_job_whose_abort_never_runs(
+    services: WorkflowServices, runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
+    stuck = runner.s.clock() + 3600 * 1000 * 24 + 10_000
+
+    def sweep_at(now: int) -> Any:
+        return sweep(
+            state=state, capacity=services.capacity, options=options, enqueue=lambda _: None,
+            now_ms=now,
+        )  # fmt: skip
+
+    assert sweep_at(stuck).aborted == [job.id]
+    assert sweep_at(stuck + 6_000).failed == [job.id]
+    failed = state.get_job(job.id)
+    assert failed.status is JobStatus.failed
+    assert "deployment a" in (failed.error or "")  # names what may still run
+
+
+def test_work_started_for_a_job_deleted_meanwhile_is_undone(
+    runner: StepRunner, state: StateStore, platform: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.start_deployment)
+    original = platform.start_deployment
+
+    def start_then_delete(**kwargs: Any) -> dict[str, Any]:
+        handle = original(**kwargs)
+        state.delete_job(job.id)
+        return handle
+
+    monkeypatch.setattr(platform, "start_deployment", start_then_delete)
+    assert runner.advance(job.id).wait_s is None
+    assert platform.live() == []
+
+
+def test_a_step_whose_claim_was_taken_over_keeps_the_work_the_new_owner_recorded(
+    services: WorkflowServices, runner: StepRunner, state: StateStore, platform: FakePlatform,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.start_deployment)
+    later = runner.s.clock() + 10_000_000  # far beyond the claim lease
+    other = StepRunner(dataclasses.replace(services, clock=lambda: later))
+    original = platform.start_deployment
+    calls: list[int] = []
+
+    def slow_start(**kwargs: Any) -> dict[str, Any]:
+        calls.append(1)
+        handle = original(**kwargs)
+        if len(calls) == 1:  # while the first step is "slow", a second one takes over
+            other.advance(job.id)
+        return handle
+
+    monkeypatch.setattr(platform, "start_deployment", slow_start)
+    runner.advance(job.id)
+    (deployment,) = [w for w in platform.ledger() if w["kind"] == "deployment"]
+    assert deployment["starts"] == 2  # asked twice, one deployment
+    assert deployment["shut_down_at"] is None  # the loser did not undo the recorded work
+    recorded = state.get_job(job.id).state["candidates"]["a"]["deployment"]["handle"]
+    assert recorded["id"] == deployment["id"]
