@@ -1,4 +1,10 @@
-"""API fixtures: an app on real SQLite stores, keys of every role, and seeded logs."""
+"""API fixtures: an app on real stores, keys of every role, and seeded logs.
+
+Every test that uses ``api`` (or ``stores``) runs twice: with the SQLite state store and with
+the MongoDB one (``mongo_db_url`` from ``tests/conftest.py``: ``MONGODB_URL`` when set, else
+the session's mongoeco wire-protocol server; a fresh database per test). The log store stays
+SQLite: its Elasticsearch adapter has its own contract suite, and the API only counts logs.
+"""
 
 from __future__ import annotations
 
@@ -75,9 +81,18 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+@pytest.fixture(params=["sqlite", "mongodb"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty state store, one per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url: str = request.getfixturevalue("mongo_db_url")
+    return url
+
+
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[StateStore, LogStore]]:
-    state = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
+def stores(tmp_path: Path, state_url: str) -> Iterator[tuple[StateStore, LogStore]]:
+    state = open_state_store(state_url)
     logs = open_log_store(f"sqlite:///{tmp_path / 'logs.db'}")
     logs.write(
         [

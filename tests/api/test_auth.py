@@ -15,8 +15,9 @@ from flywheel.domain.jobs import JobId
 from flywheel.services.auth import FailedAuthLimiter, TooManyFailures, hash_key
 from tests.api.conftest import Api, TestClient, make_settings
 
-#: Health is open for probes; the API's own description (schema and docs pages) holds no data.
-OPEN_ROUTES = {"/api/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+#: Health is open for probes; the API's own description (schema and docs pages) and the
+#: console's page (static; its data comes from the authenticated API) hold no data.
+OPEN_ROUTES = {"/api/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/"}
 
 
 def _walk(routes: Sequence[BaseRoute]) -> Iterator[Route]:

@@ -93,3 +93,23 @@ def test_delete_is_refused_while_an_active_job_uses_it_and_jobs_keep_their_snaps
         headers=admin,
     )
     assert gone.status_code == 404
+
+
+def test_integers_beyond_64_bits_are_422_or_404_never_500(api: Api) -> None:
+    """Found on MongoDB (BSON has no wider integer); SQLite now answers the same."""
+    admin = api.headers("admin")
+    huge = 2**70
+    created = _create(api, "big", body={"data_split_config": {"limit": huge}})
+    assert created.status_code == 422, created.text
+    assert created.json()["errors"][0]["loc"] == ["body", "data_split_config", "limit"]
+    assert _create(api).status_code == 201
+    old = api.client.get("/api/configs/small", params={"version": huge}, headers=admin)
+    assert old.status_code == 404
+    update = {"expected_version": huge, "body": _BODY}
+    assert api.client.put("/api/configs/small", json=update, headers=admin).status_code == 409
+    split = {"random_seed": huge}
+    body = {"client_id": "acme", "workload_id": "router", "data_split_config": split}
+    job = api.client.post("/api/jobs", json=body, headers=admin)
+    assert job.status_code == 422, job.text
+    assert job.json()["errors"][0]["loc"] == ["config", "data_split_config", "random_seed"]
+    assert api.state.count_jobs() == 0

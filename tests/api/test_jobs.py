@@ -1,9 +1,10 @@
-"""/api/jobs: submission, listing, detail, cancel and delete on real SQLite stores."""
+"""/api/jobs: submission, listing, detail, cancel and delete on real stores (both backends)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flywheel.api.schemas import JobSummary
 from flywheel.domain.jobs import JobId, JobStatus, JobType, NamedConfig
 from tests.api.conftest import Api
 
@@ -83,6 +84,9 @@ def test_list_is_newest_first_filtered_and_paginated(api: Api) -> None:
     viewer = api.headers("viewer")
     page = api.client.get("/api/jobs", params={"limit": 2}, headers=viewer).json()
     assert [j["id"] for j in page["items"]] == ids[::-1][:2]
+    # Listing rows are summaries: no configuration snapshot, datasets or workflow state.
+    assert set(page["items"][0]) == set(JobSummary.model_fields)
+    assert page["items"][0]["status"] == "pending"
     seen = [j["id"] for j in page["items"]]
     while page["next_cursor"]:
         page = api.client.get(

@@ -31,8 +31,8 @@ def test_request_schemas_carry_examples() -> None:
         assert schemas[name]["examples"], name
 
 
-def _fuzz_app(tmp: Path) -> tuple[Any, dict[str, str], list[Any]]:
-    state = open_state_store(f"sqlite:///{tmp / 'state.db'}")
+def _fuzz_app(tmp: Path, state_url: str) -> tuple[Any, dict[str, str], list[Any]]:
+    state = open_state_store(state_url)
     logs = open_log_store(f"sqlite:///{tmp / 'logs.db'}")
     logs.write([chat_log("aiva", "tool-router"), chat_log("acme", "router")])
     state.create_config(
@@ -44,9 +44,13 @@ def _fuzz_app(tmp: Path) -> tuple[Any, dict[str, str], list[Any]]:
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_fuzzing_jobs_and_configs_finds_no_500(tmp_path: Path, mode: str) -> None:
-    """Schemathesis cases per operation, driven by Hypothesis (its pytest loader needs pytest<9)."""
-    app, admin, stores = _fuzz_app(tmp_path)
+def test_fuzzing_jobs_and_configs_finds_no_500(tmp_path: Path, state_url: str, mode: str) -> None:
+    """Schemathesis cases per operation, driven by Hypothesis (its pytest loader needs pytest<9).
+
+    Runs on both state stores: the collections stay small (a few hundred cases), so even the
+    mongoeco server takes seconds.
+    """
+    app, admin, stores = _fuzz_app(tmp_path, state_url)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(
         path_regex=r"^/api/(jobs|configs)"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,19 @@ def format_errors(exc: ValidationError) -> str:
     )
 
 
+def _wide_ints(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    """Where ``value`` (JSON-shaped) holds an integer outside the signed 64-bit range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _wide_ints(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _wide_ints(item, (*loc, index))
+
+
 def resolve_job_config(
     base: Mapping[str, Any],
     *,
@@ -111,6 +124,12 @@ def resolve_job_config(
             f"the effective job configuration is invalid: {format_errors(exc)}",
             validation_errors(exc, prefix=("config",)),
         ) from exc
+    if wide := list(_wide_ints(config.model_dump(mode="json"), ("config",))):
+        # No store can hold them (BSON and SQLite integers are 64-bit), nor can the hash.
+        raise ValidationFailed(
+            "the effective job configuration is invalid: integers must fit in 64 bits",
+            [{"loc": list(loc), "msg": "integer must fit in 64 bits"} for loc in wide],
+        )
     if not config.candidates_for(job_type):
         wanted = "embedding" if job_type is JobType.embedding_job else "llm"
         raise ValidationFailed(

@@ -171,8 +171,12 @@ class JobService:
         job_type: JobType | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        summary: bool = False,
     ) -> Page[Job]:
-        """Newest first, filtered, one page at a time."""
+        """Newest first, filtered, one page at a time.
+
+        ``summary=True``: the jobs lack their heavy fields (see ``StateStore.list_jobs``).
+        """
         return self._state.list_jobs(
             status=status,
             client_id=client_id,
@@ -181,6 +185,7 @@ class JobService:
             job_type=job_type,
             limit=limit,
             cursor=cursor,
+            summary=summary,
         )
 
     def get(self, job_id: JobId, *, scope: Scope = None) -> JobDetail:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,6 +20,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from flywheel.errors import ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+
+
+#: Job fields ``list_jobs(summary=True)`` leaves at their defaults: the configuration snapshot
+#: and the workflow's outputs, the bulk of a stored job and none of a listing row.
+JOB_SUMMARY_OMITS = ("config", "state", "datasets", "dataset_stats", "recommendation")
 
 
 def as_stored_time(value: datetime) -> datetime:
@@ -32,12 +37,56 @@ def as_stored_time(value: datetime) -> datetime:
     return aware.replace(microsecond=(aware.microsecond // 1000) * 1000)
 
 
+#: The integers both backends hold: BSON has no wider type, and SQLite's INTEGER is 64-bit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def fits_int64(value: int) -> bool:
+    """Whether ``value`` can be stored (and so matched against anything stored)."""
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def _wide_ints(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not fits_int64(value):
+            yield loc
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _wide_ints(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _wide_ints(item, (*loc, index))
+
+
+def check_storable(fields: Iterable[tuple[str, Any]], what: str) -> None:
+    """Refuse integers beyond 64 bits anywhere in ``fields`` (name, value pairs).
+
+    MongoDB cannot encode them and SQLite's JSON functions lose them, so both adapters refuse
+    them up front, the same way.
+
+    Raises:
+        ValidationFailed: one error per such integer, located by its path.
+    """
+    errors = [
+        {"loc": list(loc), "msg": "integer out of range (must fit in 64 bits)"}
+        for name, value in fields
+        for loc in _wide_ints(value, (name,))
+    ]
+    if errors:
+        raise ValidationFailed(f"{what}: integer out of range (must fit in 64 bits)", errors)
+
+
 def _stored_value(value: Any) -> Any:
     return as_stored_time(value) if isinstance(value, datetime) else value
 
 
 def normalized(entity: M) -> M:
-    """A copy of ``entity`` whose top-level datetimes are in their stored form."""
+    """A copy of ``entity`` whose top-level datetimes are in their stored form.
+
+    Raises:
+        ValidationFailed: a value holds an integer beyond 64 bits (see :func:`check_storable`).
+    """
+    check_storable(entity, f"invalid {type(entity).__name__}")
     times = {
         name: as_stored_time(value)
         for name, value in entity
@@ -78,6 +127,7 @@ def validated_changes(
             errors.extend({"loc": [name], "msg": err["msg"]} for err in exc.errors())
     if errors:
         raise ValidationFailed(f"invalid {model.__name__} changes", errors)
+    check_storable(clean.items(), f"invalid {model.__name__} changes")
     return clean
 
 
@@ -125,4 +175,8 @@ def check_limit(limit: int) -> None:
     if limit < 1:
         raise ValidationFailed(
             "page size must be positive", [{"loc": ["limit"], "msg": "must be >= 1"}]
+        )
+    if not fits_int64(limit + 1):
+        raise ValidationFailed(
+            "page size out of range", [{"loc": ["limit"], "msg": "must fit in 64 bits"}]
         )

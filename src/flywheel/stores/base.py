@@ -58,10 +58,16 @@ class StateStore(Protocol):
         job_type: JobType | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        summary: bool = False,
     ) -> Page[Job]:
         """Newest first (``created_at`` desc, then ``id`` desc), filtered, cursor-paginated.
 
         ``client_ids`` restricts to a tenant scope (None: no restriction).
+
+        ``summary=True`` is for listings: the heavy fields (``config``, ``state``,
+        ``datasets``, ``dataset_stats``, ``recommendation``) are neither loaded nor parsed and
+        come back at their defaults; every other field is as stored. Such a job is a partial
+        view: never write it back, and ``get_job`` the job when the heavy fields are needed.
 
         Raises:
             ValidationFailed: the cursor is malformed.

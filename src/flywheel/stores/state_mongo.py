@@ -36,10 +36,12 @@ from flywheel.domain.jobs import (
 )
 from flywheel.errors import Conflict, NotFound, StoreUnavailable
 from flywheel.stores._state_inputs import (
+    JOB_SUMMARY_OMITS,
     check_limit,
     client_scope,
     decode_cursor,
     encode_cursor,
+    fits_int64,
     normalized,
     validated_changes,
 )
@@ -58,6 +60,7 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
 _JOB_MANAGED = ("id", "version", "created_at", "updated_at")
 _RUN_MANAGED = ("job_id", "name", "version", "created_at", "updated_at")
 _NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+_JOB_SUMMARY_PROJECTION = dict.fromkeys(JOB_SUMMARY_OMITS, 0)
 _INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
     "jobs": [
         (_NEWEST, False),
@@ -217,8 +220,12 @@ class MongoStateStore:
         job_type: JobType | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        summary: bool = False,
     ) -> Page[Job]:
-        """See :meth:`StateStore.list_jobs` (keyset pagination on the ``created_at`` indexes)."""
+        """See :meth:`StateStore.list_jobs` (keyset pagination on the ``created_at`` indexes).
+
+        ``summary`` projects the heavy fields away on the server.
+        """
         check_limit(limit)
         scope = client_scope(client_id, client_ids)
         if scope == []:
@@ -240,7 +247,8 @@ class MongoStateStore:
                 {"created_at": {"$lt": after}},
                 {"created_at": after, "_id": {"$lt": after_id}},
             ]
-        docs = list(self._jobs.find(query, sort=_NEWEST, limit=limit + 1))
+        projection = _JOB_SUMMARY_PROJECTION if summary else None
+        docs = list(self._jobs.find(query, projection, sort=_NEWEST, limit=limit + 1))
         items = [_job_from_doc(doc) for doc in docs[:limit]]
         more = len(docs) > limit
         return Page[Job](
@@ -260,6 +268,8 @@ class MongoStateStore:
         """See :meth:`StateStore.update_job`."""
         clean = validated_changes(Job, changes, protected=_JOB_MANAGED)
         query: Doc = {"_id": job_id}
+        if expect_version is not None and not fits_int64(expect_version):  # BSON cannot hold it
+            self._raise_missed(self._jobs, query, f"job {job_id}")
         if expect_status is not None:
             query["status"] = {"$in": sorted(set(expect_status))}
         if expect_version is not None:
@@ -329,12 +339,15 @@ class MongoStateStore:
         """See :meth:`StateStore.update_candidate_run`."""
         clean = validated_changes(CandidateRun, changes, protected=_RUN_MANAGED)
         key: Doc = {"job_id": job_id, "name": name}
+        what = f"candidate run {name!r} of job {job_id}"
+        if expect_version is not None and not fits_int64(expect_version):  # BSON cannot hold it
+            self._raise_missed(self._runs, key, what)
         query = key if expect_version is None else {**key, "version": expect_version}
         doc = self._runs.find_one_and_update(
             query, _cas_update(clean), return_document=ReturnDocument.AFTER
         )
         if doc is None:
-            self._raise_missed(self._runs, key, f"candidate run {name!r} of job {job_id}")
+            self._raise_missed(self._runs, key, what)
         return _run_from_doc(doc)
 
     # -- named configs ------------------------------------------------------------------
@@ -374,6 +387,8 @@ class MongoStateStore:
     @_translated
     def get_config(self, name: str, version: int | None = None) -> NamedConfig:
         """See :meth:`StateStore.get_config` (a pinned version stays readable once deleted)."""
+        if version is not None and not fits_int64(version):  # no stored version can match
+            raise NotFound(f"config {name!r} v{version} not found")
         if version is None:
             doc = self._configs.find_one(
                 {"name": name, "deleted": False}, sort=[("version", DESCENDING)]

@@ -34,11 +34,13 @@ from flywheel.domain.jobs import (
 from flywheel.errors import ConfigError, Conflict, NotFound
 from flywheel.stores._sqlite_pool import SqlitePool
 from flywheel.stores._state_inputs import (
+    JOB_SUMMARY_OMITS,
     as_stored_time,
     check_limit,
     client_scope,
     decode_cursor,
     encode_cursor,
+    fits_int64,
     normalized,
     validated_changes,
 )
@@ -56,6 +58,8 @@ _JOB_COLUMNS = (
     "id",
 )
 _JOB_MANAGED = ("id", "version", "created_at", "updated_at")
+# The stored document less the heavy fields, removed by SQLite before Python parses anything.
+_JOB_SUMMARY_DOC = f"json_remove(doc, {', '.join(repr(f'$.{f}') for f in JOB_SUMMARY_OMITS)})"
 _RUN_MANAGED = ("job_id", "name", "version", "created_at", "updated_at")
 
 _SCHEMA = """
@@ -193,6 +197,7 @@ class SqliteStateStore:
         job_type: JobType | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        summary: bool = False,
     ) -> Page[Job]:
         """See :meth:`StateStore.list_jobs` (keyset pagination on the ``jobs_*`` indexes)."""
         check_limit(limit)
@@ -215,7 +220,8 @@ class SqliteStateStore:
             clauses.append("(created_ms, id) < (?, ?)")
             params.extend((_ms(after), after_id))
         rows = self._db.all(
-            f"SELECT doc FROM jobs WHERE {' AND '.join(clauses)}"  # noqa: S608 -- constant clauses, bound values
+            f"SELECT {_JOB_SUMMARY_DOC if summary else 'doc'} FROM jobs"  # noqa: S608 -- constant clauses, bound values
+            f" WHERE {' AND '.join(clauses)}"
             " ORDER BY created_ms DESC, id DESC LIMIT ?",
             [*params, limit + 1],
         )
@@ -378,6 +384,8 @@ class SqliteStateStore:
 
     def get_config(self, name: str, version: int | None = None) -> NamedConfig:
         """See :meth:`StateStore.get_config` (a pinned version stays readable once deleted)."""
+        if version is not None and not fits_int64(version):  # no stored version can match
+            raise NotFound(f"config {name!r} v{version} not found")
         if version is None:
             row = self._db.one(
                 "SELECT doc, deleted FROM configs WHERE name = ? AND deleted = 0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,71 @@ def test_malformed_cursor_raises_validation_failed(state_store: StateStore, curs
 def test_non_positive_limit_raises_validation_failed(state_store: StateStore) -> None:
     with pytest.raises(ValidationFailed):
         state_store.list_jobs(limit=0)
+
+
+def _heavy_job(n: int, **fields: Any) -> Job:
+    """A finished job carrying every heavy field; ``fields`` override anything."""
+    values: dict[str, Any] = {
+        "created_at": at(n),
+        "status": JobStatus.completed,
+        "stage": "done",
+        "progress": 100.0,
+        "config_name": "big-eval",
+        "config_version": 2,
+        "config_hash": "abc",
+        "config": {"data_split_config": {"eval_size": 20}, "nested": [{"x": 1}]},
+        "started_at": at(n + 0.5),
+        "finished_at": at(n + 0.75),
+        "error": "boom",
+        "warnings": ["few records"],
+        "dataset_stats": {"eval": 20},
+        "datasets": [{"name": "eval", "records": 20}],
+        "recommendation": {"model": "small"},
+        "state": {"step": "deploy", "attempt": 3},
+    }
+    return job(**(values | fields))
+
+
+def test_summary_listing_leaves_only_the_heavy_fields_out(state_store: StateStore) -> None:
+    stored = [state_store.create_job(_heavy_job(n)) for n in range(3)]
+    stored.append(state_store.create_job(job(created_at=at(10))))  # all defaults
+    heavy = {"config", "state", "datasets", "dataset_stats", "recommendation"}
+
+    page = state_store.list_jobs(summary=True)
+
+    assert _ids(page.items) == [j.id for j in reversed(stored)]
+    for listed, original in zip(page.items, reversed(stored), strict=True):
+        assert listed.model_dump(exclude=heavy) == original.model_dump(exclude=heavy)
+        assert (listed.config, listed.state, listed.datasets) == ({}, {}, [])
+        assert (listed.dataset_stats, listed.recommendation) == (None, None)
+    # The default still returns whole jobs, and the job itself is untouched.
+    assert state_store.list_jobs().items == list(reversed(stored))
+    assert state_store.get_job(stored[0].id) == stored[0]
+
+
+def test_summary_listing_filters_and_pages_like_the_full_one(state_store: StateStore) -> None:
+    for n in range(7):
+        status = JobStatus.running if n % 2 else JobStatus.completed
+        state_store.create_job(_heavy_job(n, client_id=f"c{n % 3}", status=status))
+
+    filters: dict[str, Any]
+    for filters in (
+        {},
+        {"status": JobStatus.running},
+        {"client_id": "c1"},
+        {"client_ids": ["c0", "c2"]},
+        {"workload_id": "router", "job_type": JobType.llm_job},
+    ):
+        full: list[JobId] = []
+        brief: list[JobId] = []
+        cursor: str | None = None
+        while True:
+            page = state_store.list_jobs(limit=2, cursor=cursor, **filters)
+            summary_page = state_store.list_jobs(limit=2, cursor=cursor, summary=True, **filters)
+            assert summary_page.next_cursor == page.next_cursor
+            full += _ids(page.items)
+            brief += _ids(summary_page.items)
+            if (cursor := page.next_cursor) is None:
+                break
+        assert brief == full, filters
+    assert state_store.list_jobs(client_ids=[], summary=True).items == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -10,6 +11,12 @@ import structlog
 from tests.api.conftest import api, stores
 
 __all__ = ["api", "stores"]
+
+
+@pytest.fixture
+def state_url(tmp_path: Path) -> str:
+    """SQLite only: this suite tests the CLI client; tests/api runs the app on both backends."""
+    return f"sqlite:///{tmp_path / 'state.db'}"
 
 
 @pytest.fixture(autouse=True)

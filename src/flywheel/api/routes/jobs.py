@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from flywheel.api.deps import JobsDep, PrincipalDep, require
 from flywheel.api.errors import error_responses
@@ -47,7 +47,7 @@ def create_job(body: JobIn, jobs: JobsDep, principal: PrincipalDep) -> JobCreate
     )
 
 
-@router.get("", summary="List jobs", responses=error_responses(422))
+@router.get("", summary="List jobs", response_model=JobPage, responses=error_responses(422))
 def list_jobs(
     jobs: JobsDep,
     principal: PrincipalDep,
@@ -57,7 +57,7 @@ def list_jobs(
     job_type: JobType | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> JobPage:
+) -> Response:
     """List jobs newest first, filtered, one page at a time."""
     page = jobs.list(
         scope=principal.client_ids,
@@ -67,10 +67,14 @@ def list_jobs(
         job_type=job_type,
         limit=limit,
         cursor=cursor,
+        summary=True,  # rows need no config snapshot or workflow state: skip loading them
     )
-    return JobPage(
+    body = JobPage(
         items=[JobSummary.from_domain(j) for j in page.items], next_cursor=page.next_cursor
     )
+    # Serialized here, in this handler's worker thread: a returned model would be validated
+    # a second time against ``response_model``, in one more thread-pool hop per request.
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{job_id}", summary="Show a job", responses=error_responses(404))
