@@ -81,11 +81,30 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=_env("FLYWHEEL_CORS_ORIGINS", "cors_origins")
     )
+    promotion_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=_env("FLYWHEEL_PROMOTION_WEBHOOK_URL", "promotion_webhook_url"),
+        description="Called (HMAC-signed POST) when a model is promoted or rolled back.",
+    )
+    promotion_webhook_secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        validation_alias=_env(
+            "FLYWHEEL_PROMOTION_WEBHOOK_SECRET_ENV", "promotion_webhook_secret_env"
+        ),
+        description="Name of the env var holding the webhook's HMAC secret (not the secret).",
+    )
     gpu_budget: int = Field(
         default=1,
         ge=0,
         validation_alias=_env("FLYWHEEL_GPU_BUDGET", "gpu_budget"),
         description="GPUs the workflow may hold at once across all jobs (0: CPU-only local runs).",
+    )
+    max_concurrent_trainings: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=_env("FLYWHEEL_MAX_CONCURRENT_TRAININGS", "max_concurrent_trainings"),
+        description="Local platform: customizations (training processes) that run at once.",
     )
     torch_threads: int = Field(
         default=0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -17,8 +18,9 @@ from flywheel.api.deps import Services
 from flywheel.api.errors import install_error_handlers
 from flywheel.api.metrics import ApiMetrics
 from flywheel.api.middleware import RequestContextMiddleware
-from flywheel.api.routes import configs, health, jobs, keys, logs
+from flywheel.api.routes import configs, console_support, health, jobs, keys, logs, workloads
 from flywheel.config.resolve import load_base_config
+from flywheel.console import mount_console
 from flywheel.domain.jobs import Job
 from flywheel.services.auth import FailedAuthLimiter
 from flywheel.services.configs import ConfigService
@@ -27,6 +29,8 @@ from flywheel.services.workflow_port import DeferredLauncher, WorkflowLauncher
 from flywheel.settings import Settings, get_settings
 from flywheel.stores.base import LogStore, StateStore
 from flywheel.stores.registry import open_log_store, open_state_store
+
+log = structlog.get_logger(__name__)
 
 _DESCRIPTION = """\
 Flywheel turns production LLM traffic into datasets and finds cheaper models that do the
@@ -48,10 +52,25 @@ def create_app(
     log_store: LogStore | None = None,
     workflow: WorkflowLauncher | None = None,
 ) -> FastAPI:
-    """Build the API. Unset arguments come from settings (stores) or defaults (workflow)."""
+    """Build the API. Unset arguments come from settings (stores) or defaults (workflow).
+
+    ``workflow`` is the launcher jobs are handed to. Production front ends pass the Celery
+    launcher (``flywheel serve`` does: :func:`flywheel.workflow.launcher.create_launcher`).
+    Left unset, the app gets a :class:`DeferredLauncher`, which only records what it was
+    asked (what API tests want) and runs nothing, so it logs a warning saying so.
+    """
     settings = settings or get_settings()
     metrics = ApiMetrics()
-    launcher: WorkflowLauncher = workflow or DeferredLauncher()
+    launcher: WorkflowLauncher
+    if workflow is None:
+        launcher = DeferredLauncher()
+        log.warning(
+            "workflow_launcher_deferred",
+            detail="create_app() got no workflow launcher: jobs will be stored but stay "
+            "pending; pass create_launcher(settings, state) to run them",
+        )
+    else:
+        launcher = workflow
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,14 +122,18 @@ def create_app(
     app.state.launcher = launcher
     install_error_handlers(app)
     for router in (
+        console_support.results_router,
         jobs.router,
         configs.router,
         logs.router,
         keys.router,
+        workloads.router,
+        console_support.auth_router,
         health.health_router,
         health.metrics_router,
     ):
         app.include_router(router)
+    mount_console(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
