@@ -16,6 +16,7 @@ objects live only on :class:`~flywheel.domain.datasets.records.ToolCall` for sco
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -90,12 +91,17 @@ def eval_item(record: ParsedRecord, *, parse_arguments: bool) -> dict[str, Any]:
 
 def eval_response(record: ParsedRecord, *, parse_arguments: bool) -> dict[str, Any]:
     """The reference response of an eval row: the first choice (and usage)."""
+    calls = answer_tool_calls(record, parse_arguments=parse_arguments) if record.calls else None
+    return _eval_response(record, calls)
+
+
+def _eval_response(record: ParsedRecord, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": record.choice["message"].get("content"),
     }
-    if record.calls:
-        message["tool_calls"] = answer_tool_calls(record, parse_arguments=parse_arguments)
+    if calls:
+        message["tool_calls"] = calls
     response: dict[str, Any] = {
         "choices": [
             {"index": 0, "message": message, "finish_reason": record.choice.get("finish_reason")}
@@ -108,12 +114,13 @@ def eval_response(record: ParsedRecord, *, parse_arguments: bool) -> dict[str, A
 
 def final_assistant_turn(record: ParsedRecord, *, parse_arguments: bool) -> dict[str, Any]:
     """The answer as the last SFT turn: content "" for tool calls, never null."""
-    if record.calls:
-        return {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": answer_tool_calls(record, parse_arguments=parse_arguments),
-        }
+    calls = answer_tool_calls(record, parse_arguments=parse_arguments) if record.calls else None
+    return _final_turn(record, calls)
+
+
+def _final_turn(record: ParsedRecord, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if calls:
+        return {"role": "assistant", "content": "", "tool_calls": calls}
     content = record.choice["message"].get("content")
     return {"role": "assistant", "content": content if content is not None else ""}
 
@@ -131,12 +138,27 @@ def sft_item(record: ParsedRecord, *, parse_arguments: bool) -> dict[str, Any]:
 
 def eval_line(record: ParsedRecord, *, parse_arguments: bool) -> bytes:
     """``orjson.dumps(eval_item(...))`` with the request settings spliced in pre-serialised."""
-    head = record.settings.json[:-1]  # '{...' without its closing brace
-    messages = orjson.dumps(file_messages(record, null_content=True))
-    response = orjson.dumps(eval_response(record, parse_arguments=parse_arguments))
+    return join_eval_line(
+        record.settings.json,
+        orjson.dumps(file_messages(record, null_content=True)),
+        orjson.dumps(eval_response(record, parse_arguments=parse_arguments)),
+    )
+
+
+def join_eval_line(settings_json: bytes, messages_json: bytes, response_json: bytes) -> bytes:
+    """An eval row from its serialised parts: the request settings (``{...}`` without
+    ``messages``), the request's messages in file form, and the reference response."""
+    head = settings_json[:-1]  # '{...' without its closing brace
     sep = b"," if len(head) > 1 else b""
     return (
-        b'{"request":' + head + sep + b'"messages":' + messages + b'},"response":' + response + b"}"
+        b'{"request":'
+        + head
+        + sep
+        + b'"messages":'
+        + messages_json
+        + b'},"response":'
+        + response_json
+        + b"}"
     )
 
 
@@ -150,6 +172,77 @@ def sft_line(record: ParsedRecord, *, parse_arguments: bool) -> bytes:
     )
     tools = record.settings.tools_json
     return b'{"messages":' + messages + (b',"tools":' + tools if tools else b"") + b"}"
+
+
+#: ``sft_line`` starts with this, then the messages array.
+SFT_MESSAGES_AT = len(b'{"messages":')
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedRows:
+    """A record's SFT row, and its eval row in parts that mostly point into the SFT row.
+
+    The eval row is needed for a few records only (``eval_size``), so it is not assembled
+    here: its messages are usually the SFT row's messages minus the answer turn (they differ
+    only when a message has null content, which SFT writes as ""), and its request settings
+    are shared by the workload's records. :meth:`eval_line` assembles it byte-identical to
+    :func:`eval_line`.
+    """
+
+    sft_line: bytes
+    #: Length of the SFT messages array without the answer turn, as ``[...]``: the eval
+    #: messages are ``sft_line[SFT_MESSAGES_AT:SFT_MESSAGES_AT + n - 1] + b"]"``.
+    history_len: int
+    #: The eval messages when they differ from that history (null content), else None.
+    eval_messages: bytes | None
+    response_json: bytes
+    settings_json: bytes
+
+    def eval_messages_json(self) -> bytes:
+        """The eval row's messages array."""
+        return eval_messages_of(self.sft_line, self.history_len, self.eval_messages)
+
+    @property
+    def eval_line(self) -> bytes:
+        """The eval row, as :func:`eval_line` renders it."""
+        return join_eval_line(self.settings_json, self.eval_messages_json(), self.response_json)
+
+
+def eval_messages_of(sft_line: bytes, history_len: int, eval_messages: bytes | None) -> bytes:
+    """The eval messages array from the SFT row (see :class:`RenderedRows`)."""
+    if eval_messages is not None:
+        return eval_messages
+    return sft_line[SFT_MESSAGES_AT : SFT_MESSAGES_AT + history_len - 1] + b"]"
+
+
+def render_rows(record: ParsedRecord, *, parse_arguments: bool) -> RenderedRows:
+    """Both rows of a record, sharing the work: the answer's tool calls are built once, the
+    history is serialised once (twice only with null content), the eval row not joined."""
+    calls = answer_tool_calls(record, parse_arguments=parse_arguments) if record.calls else None
+    messages = record.request["messages"]
+    # Text-only history (the usual case) is written as logged in both files.
+    plain = all(type(m.get("content")) is str and not m.get("tool_calls") for m in messages)
+    history = orjson.dumps(messages if plain else file_messages(record, null_content=False))
+    final = orjson.dumps(_final_turn(record, calls))
+    tools = record.settings.tools_json
+    sft = b"".join(
+        (
+            b'{"messages":',
+            history[:-1] + b"," if len(history) > 2 else b"[",
+            final,
+            b'],"tools":' + tools + b"}" if tools else b"]}",
+        )
+    )
+    eval_messages: bytes | None = None
+    if len(history) <= 2 or (not plain and any(m.get("content") is None for m in messages)):
+        eval_messages = orjson.dumps(file_messages(record, null_content=True))
+    return RenderedRows(
+        sft_line=sft,
+        history_len=len(history),
+        eval_messages=eval_messages,
+        response_json=orjson.dumps(_eval_response(record, calls)),
+        settings_json=record.settings.json,
+    )
 
 
 def example_turns(sft_row: Mapping[str, Any], *, index: int) -> list[Mapping[str, Any]]:

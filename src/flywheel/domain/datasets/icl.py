@@ -20,6 +20,7 @@ Selection works in two steps so the expensive part runs once per eval item, not 
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -115,9 +116,13 @@ def uniform_preferences(
     for entry in pool:
         by_label[entry.label].append(entry)
     labels = sorted(by_label, key=lambda lab: (-len(by_label[lab]), lab))
+    # nsmallest == sorted(...)[:max_examples] (the keys are unique), without sorting all.
     shortest = {
-        lab: [e.position for e in sorted(by_label[lab], key=lambda e: (e.size, e.position))][
-            :max_examples
+        lab: [
+            e.position
+            for e in heapq.nsmallest(
+                max_examples, by_label[lab], key=lambda e: (e.size, e.position)
+            )
         ]
         for lab in labels
     }

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.domain.datasets.dedup import NearDuplicateIndex, prompt_key
-from flywheel.domain.datasets.formats import eval_line, sft_line
+from flywheel.domain.datasets.formats import RenderedRows, render_rows
 from flywheel.domain.datasets.icl import TokenCounter, estimate_tokens
 from flywheel.domain.datasets.records import DropReason, ParsedRecord, RecordParser
 
@@ -43,11 +43,24 @@ class CleanRecord:
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """A kept record and its two rendered rows (JSON bytes, no newline)."""
+    """A kept record and its rendered rows (JSON bytes, no newline).
+
+    The SFT row is complete; the eval row is kept in parts (:class:`RenderedRows`) because
+    only ``eval_size`` records will need it: :attr:`eval_line` joins them.
+    """
 
     record: CleanRecord
-    eval_line: bytes
-    sft_line: bytes
+    rows: RenderedRows
+
+    @property
+    def sft_line(self) -> bytes:
+        """The SFT (train / validation) row."""
+        return self.rows.sft_line
+
+    @property
+    def eval_line(self) -> bytes:
+        """The eval row."""
+        return self.rows.eval_line
 
 
 @dataclass
@@ -110,6 +123,8 @@ class RecordCleaner:
         self._budgets = sorted(context_budgets, key=lambda b: -b[0])
         self._seen: set[bytes] = set()
         self._parser = RecordParser()
+        # One string per distinct label, not one per kept record (a workload has few).
+        self._labels: dict[str, str] = {}
         self._near = (
             NearDuplicateIndex(near_duplicate_threshold) if near_duplicate_threshold else None
         )
@@ -146,7 +161,10 @@ class RecordCleaner:
         """Check one record; return it rendered, or None (the reason is counted)."""
         counts = self.counts
         counts.pulled += 1
-        counts.pulled_window = _widen(counts.pulled_window, timestamp)
+        window = counts.pulled_window
+        # Records come newest first, so usually only the low end moves.
+        if window is None or not window[0] <= timestamp <= window[1]:
+            counts.pulled_window = _widen(window, timestamp)
         parsed = self._parser.parse(timestamp, request, response)
         if isinstance(parsed, DropReason):
             self._drop(parsed)
@@ -155,28 +173,29 @@ class RecordCleaner:
         if key in self._seen:
             self._drop(DropReason.duplicate)
             return None
-        sft = sft_line(parsed, parse_arguments=self._parse_arguments)
-        if not self._fits(sft):
+        rows = render_rows(parsed, parse_arguments=self._parse_arguments)
+        if not self._fits(rows.sft_line):
             self._drop(DropReason.over_context_budget)
             return None
         if self._near is not None and self._near.add(parsed.user_text) is not None:
             self._drop(DropReason.near_duplicate)
             return None
         self._seen.add(key)
-        return self._keep(parsed, key, sft)
+        return self._keep(parsed, key, rows)
 
-    def _keep(self, parsed: ParsedRecord, key: bytes, sft: bytes) -> Kept:
+    def _keep(self, parsed: ParsedRecord, key: bytes, rows: RenderedRows) -> Kept:
         counts = self.counts
         record = CleanRecord(
             position=counts.kept,
             timestamp=parsed.timestamp,
-            label=parsed.label,
+            label=self._labels.setdefault(label := parsed.label, label),
             tool_calling=parsed.tool_calling,
             prompt_key=key,
             user_text=parsed.user_text,
-            sft_size=len(sft),
+            sft_size=len(rows.sft_line),
         )
         counts.kept += 1
-        counts.kept_window = _widen(counts.kept_window, parsed.timestamp)
-        rendered = eval_line(parsed, parse_arguments=self._parse_arguments)
-        return Kept(record=record, eval_line=rendered, sft_line=sft)
+        window = counts.kept_window
+        if window is None or not window[0] <= parsed.timestamp <= window[1]:
+            counts.kept_window = _widen(window, parsed.timestamp)
+        return Kept(record=record, rows=rows)

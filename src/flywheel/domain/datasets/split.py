@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.model_selection import train_test_split
 
 RARE = "__rare__"
@@ -93,6 +94,17 @@ def strata(
     return [mapping[label] for label in labels], tuple(pooled)
 
 
+def _class_codes(labels: Sequence[str]) -> npt.NDArray[np.int64]:
+    """Each label's rank among the sorted distinct labels.
+
+    scikit-learn stratifies on ``np.unique(y, return_inverse=True)``; ranks give it the same
+    classes in the same order as the strings would (so the same split for a seed), without
+    a fixed-width string array of every record's label (~100 MB at 1M records).
+    """
+    rank = {label: i for i, label in enumerate(sorted(set(labels)))}
+    return np.fromiter((rank[label] for label in labels), dtype=np.int64, count=len(labels))
+
+
 def cut(indices: Sequence[int], labels: Sequence[str], *, n_test: int, seed: int) -> Cut:
     """Split ``indices`` into ``n_test`` and the rest, stratified by ``labels`` when possible."""
     n = len(indices)
@@ -107,11 +119,11 @@ def cut(indices: Sequence[int], labels: Sequence[str], *, n_test: int, seed: int
         test_size=n_test,
         random_state=seed,
         shuffle=True,
-        stratify=None if stratify is None else np.asarray(stratify),
+        stratify=None if stratify is None else _class_codes(stratify),
     )
     return Cut(
-        test=tuple(sorted(int(i) for i in test_arr)),
-        rest=tuple(sorted(int(i) for i in rest_arr)),
+        test=tuple(np.sort(test_arr).tolist()),
+        rest=tuple(np.sort(rest_arr).tolist()),
         stratified=stratify is not None,
         pooled=pooled,
     )
