@@ -13,6 +13,5 @@ bench:           ## run the benchmarks (prints tables)
 	.venv/bin/python benchmarks/ingest.py
 	.venv/bin/python benchmarks/datasets.py
 
-demo:            ## run a whole flywheel job on embedded defaults
-	@if .venv/bin/flywheel demo --help >/dev/null 2>&1; then .venv/bin/flywheel demo; \
-	else echo "flywheel demo is not available yet: it lands with the local platform and workflow issues" >&2; exit 1; fi
+demo:            ## install what it needs, then run a whole flywheel job on embedded defaults (flywheel demo)
+	scripts/demo $(DEMO_ARGS)

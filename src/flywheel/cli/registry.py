@@ -16,6 +16,7 @@ SUB_APPS: list[tuple[str, str]] = [
     ("serve", "flywheel.cli.serve"),
     ("openapi", "flywheel.cli.openapi"),
     ("worker", "flywheel.cli.worker"),
+    ("demo", "flywheel.cli.demo"),
 ]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from flywheel.errors import FlywheelError
+from flywheel.logging import redact_url
 from flywheel.stores.base import LogStore, StateStore
 
 CheckStatus = Literal["ok", "down", "embedded", "not configured"]
@@ -48,24 +49,70 @@ def _ping(name: str, ping: Callable[[], None]) -> Check:
     return Check(name=name, status="ok", required=True, latency_ms=latency)
 
 
+def _broker_check(broker_url: str | None, ping_broker: Callable[[], None] | None) -> Check:
+    if broker_url is None:
+        return Check(
+            name="broker",
+            status="embedded",
+            required=False,
+            detail="embedded filesystem broker under the data dir (no REDIS_URL)",
+        )
+    if ping_broker is None:
+        return Check(name="broker", status="not configured", required=False)
+    # Not required: reads keep working without the broker, and a job created meanwhile
+    # stays pending until the recovery sweep enqueues it again.
+    check = _ping("broker", ping_broker)
+    return Check(
+        name="broker",
+        status=check.status,
+        required=False,
+        latency_ms=check.latency_ms,
+        detail=f"redis at {redact_url(broker_url)}" + (f": {check.detail}" if check.detail else ""),
+    )
+
+
+def redis_pinger(url: str, *, timeout_s: float = 2.0) -> Callable[[], None]:
+    """A ping of the Redis broker at ``url`` that gives up after ``timeout_s``."""
+
+    def ping() -> None:
+        import redis
+
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    return ping
+
+
 def check_health(
-    *, state: StateStore, logs: LogStore, broker_url_set: bool, platform_remote: bool
+    *,
+    state: StateStore,
+    logs: LogStore,
+    broker_url: str | None,
+    platform_kind: str,
+    ping_broker: Callable[[], None] | None = None,
 ) -> HealthReport:
-    """Ping the stores; report the broker and platform as not yet checked."""
+    """Ping the stores and the Redis broker (when there is one); name the model platform.
+
+    ``ping_broker`` pings the broker at ``broker_url`` (``None`` with a URL: not checked).
+    The platform is reported, not pinged: ``embedded`` for the local platform, ``not
+    configured`` (not checked by the API) for a remote one; ``detail`` names its kind.
+    """
+    local = platform_kind == "local"
     return HealthReport(
         checks=[
             _ping("state_store", state.ping),
             _ping("log_store", logs.ping),
-            # Checked by the workflow and platform issues once their clients exist.
-            Check(
-                name="broker",
-                status="not configured" if broker_url_set else "embedded",
-                required=False,
-            ),
+            _broker_check(broker_url, ping_broker),
             Check(
                 name="platform",
-                status="not configured" if platform_remote else "embedded",
+                status="embedded" if local else "not configured",
                 required=False,
+                detail=platform_kind if local else f"{platform_kind} (not checked by the API)",
             ),
         ]
     )

@@ -52,7 +52,12 @@ def open_platform(settings: Settings) -> ModelPlatform:
     from flywheel.platforms.local import LocalPlatform
 
     return cast(
-        ModelPlatform, LocalPlatform(settings.data_dir, torch_threads=settings.torch_threads)
+        ModelPlatform,
+        LocalPlatform(
+            settings.data_dir,
+            torch_threads=settings.torch_threads,
+            max_concurrent_trainings=settings.max_concurrent_trainings,
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flywheel.api.deps import ServicesDep, require
 from flywheel.api.schemas import HealthOut
 from flywheel.domain.jobs import Role
-from flywheel.services.health import check_health
+from flywheel.services.health import check_health, redis_pinger
 
 health_router = APIRouter(tags=["health"])
 metrics_router = APIRouter(tags=["health"], dependencies=[require(Role.viewer)])
@@ -23,11 +23,14 @@ metrics_router = APIRouter(tags=["health"], dependencies=[require(Role.viewer)])
 )
 def health(services: ServicesDep) -> JSONResponse:
     """Report each dependency's status and latency; 503 when a required one is down."""
+    redis_url = services.settings.redis_url
+    broker_url = redis_url.get_secret_value() if redis_url is not None else None
     report = check_health(
         state=services.state,
         logs=services.logs,
-        broker_url_set=services.settings.redis_url is not None,
-        platform_remote=services.settings.platform_kind == "nemo",
+        broker_url=broker_url,
+        platform_kind=services.settings.platform_kind,
+        ping_broker=redis_pinger(broker_url) if broker_url is not None else None,
     )
     out = HealthOut.from_report(report)
     return JSONResponse(out.model_dump(mode="json"), status_code=200 if report.healthy else 503)
