@@ -41,10 +41,14 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def start_mongo_wire_server(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
-    """Start an in-memory mongoeco server; return its URL and a function that stops it.
+def start_mongo_wire_server(
+    tmp_dir: Path, *, port: int = 0, sqlite: Path | None = None
+) -> tuple[str, Callable[[], None]]:
+    """Start a mongoeco server; return its URL and a function that stops it.
 
     The URL names the database ``flywheel_test``; tests may pick others on the same server.
+    In memory by default, on a free port; ``port`` binds that one (to restart a server where
+    its clients expect it) and ``sqlite`` keeps the data in that file across restarts.
 
     Raises:
         RuntimeError: no mongoeco Python, or the server did not accept connections within
@@ -52,10 +56,16 @@ def start_mongo_wire_server(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
     """
     tmp_dir.mkdir(parents=True, exist_ok=True)
     port_file = tmp_dir / "mongoeco.port"
+    port_file.unlink(missing_ok=True)
     log_path = tmp_dir / "mongoeco.log"
-    with log_path.open("wb") as log:
+    args = [_mongo_python(), str(_LAUNCHER), str(port_file)]
+    if port:
+        args += ["--port", str(port)]
+    if sqlite is not None:
+        args += ["--sqlite", str(sqlite)]
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [_mongo_python(), str(_LAUNCHER), str(port_file)],
+            args,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,16 +1,20 @@
-"""Serve an in-memory MongoDB (mongoeco) over the wire protocol until terminated.
+"""Serve a MongoDB (mongoeco) over the wire protocol until terminated.
 
 Runs under the mongoeco venv (Python >= 3.13), never imported by the test suite.
-Usage: python mongoeco_launcher.py PORT_FILE. It binds a free port itself (no race with
-another process picking the same one) and writes it to PORT_FILE once it accepts connections.
+Usage: python mongoeco_launcher.py PORT_FILE [--port N] [--sqlite PATH]. By default it binds
+a free port itself (no race with another process picking the same one) and writes it to
+PORT_FILE once it accepts connections. ``--port`` binds that port instead (to restart a
+server where its clients expect it); ``--sqlite`` keeps the data in that SQLite file instead
+of in memory, so it survives a restart.
 """
 
+import argparse
 import asyncio
 import signal
 import sys
 from pathlib import Path
 
-from mongoeco.engines import MemoryEngine
+from mongoeco.engines import MemoryEngine, SQLiteEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
 try:
@@ -26,14 +30,20 @@ def publish_port(port_file: Path, port: int) -> None:
     tmp.replace(port_file)
 
 
-async def serve(port_file: Path) -> None:
+async def serve(port_file: Path, port: int, sqlite: str | None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with AsyncMongoEcoProxyServer(engine=MemoryEngine(), port=0) as server:
+    engine = MemoryEngine() if sqlite is None else SQLiteEngine(sqlite)
+    async with AsyncMongoEcoProxyServer(engine=engine, port=port) as server:
         publish_port(port_file, server.address.port)
         await stop.wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port_file", type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--sqlite", default=None)
+    args = parser.parse_args()
+    asyncio.run(serve(args.port_file, args.port, args.sqlite))
