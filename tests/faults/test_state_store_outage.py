@@ -139,6 +139,7 @@ def _assert_503_naming_mongodb(response: Any) -> None:
     assert response.headers.get("Retry-After"), response.headers
     detail = response.json()["detail"]
     assert "MongoDB state store is unreachable" in detail, detail
+    assert "Topology" not in detail, "internal hosts and ports must not reach clients"
 
 
 def test_state_store_outage_pauses_the_job_and_it_resumes(

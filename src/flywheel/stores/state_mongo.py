@@ -102,7 +102,12 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         try:
             return method(*args, **kwargs)
         except ConnectionFailure as exc:  # includes AutoReconnect and server-selection timeouts
-            raise StoreUnavailable(f"MongoDB state store is unreachable: {exc}") from exc
+            # pymongo's text lists the cluster topology (internal hosts and ports): keep it
+            # in the chained exception for server logs, out of the message clients see.
+            raise StoreUnavailable(
+                f"MongoDB state store is unreachable ({type(exc).__name__}); check MONGODB_URL "
+                "and that the server is up"
+            ) from exc
 
     return call
 
