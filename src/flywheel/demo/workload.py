@@ -13,10 +13,15 @@ the user's words (ids, amounts, address parts, product phrases), and free-text r
 the tool's enum. That makes the workload learnable by a small model, which is the point of
 the demo: the fine-tuned candidate should catch up with the production model.
 
-**Retrieval logs** (``embedding_job``): questions about the shop's help-centre articles
-(:data:`KNOWLEDGE_BASE`), the five passages a lexical retriever returned for each, and the
-passage the answer used. The production retriever is imperfect on purpose (noisy scores), so
-the used passage is often not ranked first: there is something for fine-tuning to learn.
+**Retrieval logs** (``embedding_job``): the support agents' searches of the help centre
+(:data:`KNOWLEDGE_BASE`: 20 general articles and ten near-identical pages per product line,
+160 passages), the five passages the production retriever returned for each, and the passage
+the answer used. Agents write in the team's shorthand: internal product codes
+(:data:`PRODUCT_CODES`, never printed on the pages) and ticket abbreviations ("rma", "wty",
+"b/o eta"). A general-purpose embedder finds the right kind of page but not the right
+product's, and the production retriever often ranks another product's page first; each code
+always means the same product, so a retriever fine-tuned on the logs learns the codes and
+ranks the right passage first on held-out queries worded differently.
 
 Everything is deterministic for a given ``seed`` and ``now_ms``: the same arguments give the
 same records, byte for byte through :func:`to_jsonl_lines`.
@@ -520,9 +525,13 @@ class Article:
     source: str
     text: str
     questions: tuple[str, ...]
+    #: For a product page: the product's code and the page's topic.
+    product: str = ""
+    topic: str = ""
 
 
-KNOWLEDGE_BASE: tuple[Article, ...] = (
+#: The general articles (not about one product).
+GENERAL_ARTICLES: tuple[Article, ...] = (
     Article("kb-returns", "policies",
             "Unused items can be returned within 30 days of delivery for a full refund. Sale "
             "items are included. Start a return from Orders → Return an item.",
@@ -625,16 +634,210 @@ KNOWLEDGE_BASE: tuple[Article, ...] = (
              "do you rent ski gear", "rental discount for members")),
 )  # fmt: skip
 
-_QUERY_OPENERS = (
-    "", "", "", "", "hi, ", "hey ", "quick question: ", "please tell me ", "i need to know ",
-    "can you tell me ", "help: ", "question - ",
+# ---- retrieval: agent-assist search over the help centre --------------------------------
+# The support agents search the knowledge base in the team's shorthand: internal product
+# codes ("KX", "the QV") and ticket abbreviations ("rma", "wty", "b/o"). The product pages
+# never mention the codes, and the 14 product lines share the same ten page layouts, so a
+# general-purpose embedder finds the right *kind* of page but not the right product's. The
+# codes map to one product each, consistently, so a retriever fine-tuned on the logs learns
+# them.
+
+
+@dataclass(frozen=True)
+class Product:
+    """An Acme product line: its public name, the agents' code for it, its details."""
+
+    code: str
+    name: str
+    part: str  # the part warranty, repair and known-issue pages talk about
+    spare: str
+    cleaner: str
+
+
+#: The product lines, with the internal codes agents use for them (never in the pages).
+PRODUCTS: tuple[Product, ...] = (
+    Product("KX", "Ridgeline 2 tent", "pole set", "tent stakes",
+            "a sponge and lukewarm water"),
+    Product("QV", "Basecamp 6 tent", "hub connector", "guy lines",
+            "a sponge and lukewarm water"),
+    Product("ZR", "Cirrus down jacket", "main zipper", "zipper pulls",
+            "down wash on a gentle cycle"),
+    Product("WP", "Squall rain shell", "taped seams", "cord locks",
+            "technical wash on a gentle cycle"),
+    Product("HB", "Talus hiking boot", "Vibram sole", "laces",
+            "a soft brush and boot cleaner"),
+    Product("MJ", "Switchback trail shoe", "toe cap", "insoles",
+            "a soft brush and mild soap"),
+    Product("TN", "Nimbus 20 sleeping bag", "baffle seams", "compression sacks",
+            "down wash in a front loader"),
+    Product("DF", "Drift sleeping pad", "inflation valve", "repair patches",
+            "a damp cloth and mild soap"),
+    Product("YL", "Ember camp stove", "burner head", "pot supports",
+            "a dry brush once it is cold"),
+    Product("GC", "Clearwater water filter", "hollow-fibre cartridge", "filter cartridges",
+            "clean water by backflushing"),
+    Product("SU", "Lumen 400 headlamp", "battery door", "headbands",
+            "a damp cloth only"),
+    Product("PE", "Pika 28 daypack", "hip-belt buckle", "sternum straps",
+            "a sponge and mild soap"),
+    Product("OW", "Glide touring kayak", "rudder cable", "hatch covers",
+            "fresh water after every trip"),
+    Product("BR", "Vista trekking poles", "flick lock", "carbide tips",
+            "a damp cloth, then air dry"),
 )  # fmt: skip
-_QUERY_CLOSERS = ("", "", "?", "?", " please", " thanks", " for my order", " asap")
+PRODUCT_CODES = {p.code: p.name for p in PRODUCTS}
+
+#: Page layouts every product line has: topic → (source, page text template).
+_TOPIC_PAGES: dict[str, tuple[str, str]] = {
+    "warranty": ("warranty",
+        "The {name} is covered for {years} years against manufacturing defects, the "
+        "{part} included. Normal wear, UV damage and accidents are not covered; claims need "
+        "the order number and a photo."),
+    "returns": ("returns",
+        "An unused {name} can be returned within {days} days of delivery for a full refund. "
+        "{rule}"),
+    "repair": ("repairs",
+        "Our repair centre fixes a damaged {part} on the {name} in about {repair_days} "
+        "business days. Repairs outside the warranty cost a flat ${repair_fee}."),
+    "spares": ("parts",
+        "Spare {spare} for the {name} cost ${spare_price} a set and ship separately within "
+        "{spare_days} business days."),
+    "care": ("care",
+        "Clean the {name} with {cleaner}. Let it dry fully before storage; never {never}."),
+    "specs": ("specs",
+        "The {name} weighs {weight} g and packs down to {packed} litres. It comes in "
+        "{colours} colours."),
+    "restock": ("stock",
+        "The {name} is restocked about every {restock} weeks. Backorders ship in the order "
+        "they were placed and are charged only when they ship."),
+    "known_issue": ("known-issues",
+        "Known issue: some {name} units made before {month} may have a faulty {part}. We "
+        "replace it free of charge, with no need to return the product."),
+    "shipping": ("shipping",
+        "The {name} ships {carrier}. Delivery to Alaska and Hawaii takes {remote} extra "
+        "business days."),
+    "trade_in": ("trade-in",
+        "Trade in a used {name} at any Acme store for a ${credit} credit toward a new one; "
+        "it must be clean and complete."),
+}  # fmt: skip
+
+_RETURN_RULES = (
+    "Used items are accepted only when they are defective.",
+    "Returns must include every original accessory.",
+    "Opened items carry a 15 % restocking fee.",
+    "Store returns are refunded on the spot.",
+)
+_NEVER = (
+    "machine wash it", "use bleach", "store it compressed", "dry it near a heater",
+    "use a pressure washer", "iron it",
+)  # fmt: skip
+_MONTHS = (
+    "March 2024", "May 2024", "June 2024", "August 2024", "October 2024", "January 2025",
+    "February 2025", "April 2025",
+)  # fmt: skip
+_CARRIERS = (
+    "by ground only", "by ground or express air", "by ground only because of its size",
+    "by express air at no extra cost", "by freight, with a delivery appointment",
+)  # fmt: skip
+
+
+def _product_pages() -> tuple[Article, ...]:
+    """One page per product and topic; the details come from a fixed seed (constant KB)."""
+    rng = random.Random(20_240_601)
+    pages: list[Article] = []
+    for product in PRODUCTS:
+        details = {
+            "name": product.name,
+            "part": product.part,
+            "spare": product.spare,
+            "cleaner": product.cleaner,
+            "years": rng.choice((2, 3, 5, 10)),
+            "days": rng.choice((30, 45, 60, 90, 100)),
+            "rule": rng.choice(_RETURN_RULES),
+            "repair_days": rng.choice((5, 7, 10, 14, 21)),
+            "repair_fee": rng.choice((15, 25, 35, 45, 60)),
+            "spare_price": rng.choice((6, 9, 12, 18, 24, 29)),
+            "spare_days": rng.choice((2, 3, 5, 7)),
+            "never": rng.choice(_NEVER),
+            "weight": rng.randrange(180, 4800, 10),
+            "packed": rng.choice((2, 3, 5, 8, 12, 18, 25)),
+            "colours": rng.choice(("two", "three", "four", "five")),
+            "restock": rng.choice((2, 3, 4, 6, 8)),
+            "month": rng.choice(_MONTHS),
+            "carrier": rng.choice(_CARRIERS),
+            "remote": rng.choice((2, 3, 4, 5, 7)),
+            "credit": rng.choice((10, 15, 20, 25, 40, 50)),
+        }
+        slug = product.name.split()[0].lower()
+        for topic, (source, template) in _TOPIC_PAGES.items():
+            text = template.format(**details)
+            pages.append(
+                Article(
+                    f"kb-{slug}-{topic.replace('_', '-')}", source, text, (), product.code, topic
+                )
+            )
+    return tuple(pages)
+
+
+PRODUCT_PAGES: tuple[Article, ...] = _product_pages()
+#: Every passage of the help centre: the general articles and the product pages.
+KNOWLEDGE_BASE: tuple[Article, ...] = GENERAL_ARTICLES + PRODUCT_PAGES
+
+#: How agents name each topic: plain words and the team's abbreviations.
+_TOPIC_PHRASES: dict[str, tuple[str, ...]] = {
+    "warranty": ("warranty", "wty", "wty length", "defect claim", "is it still under wty",
+                 "how many yrs of coverage"),
+    "returns": ("return window", "rma", "rma window", "can cust send it back", "rtn policy",
+                "days to return"),
+    "repair": ("repair", "rpr tat", "repair turnaround", "out-of-wty rpr fee", "fix at the depot",
+               "depot tat"),
+    "spares": ("spare parts", "spares", "sp price", "replacement bits", "sp lead time",
+               "order spares"),
+    "care": ("cleaning", "care instructions", "how to wash", "c&c", "care tag", "wash/dry"),
+    "specs": ("weight", "packed size", "specs", "how heavy", "pack vol", "colourways"),
+    "restock": ("restock", "back in stock when", "b/o eta", "backorder", "oos eta",
+                "when restocked"),
+    "known_issue": ("known issue", "ki", "faulty batch", "bad batch", "ki replacement",
+                    "defect batch swap"),
+    "shipping": ("ship restrictions", "air ship ok", "ground only?", "ak/hi delivery",
+                 "shipping method", "carrier"),
+    "trade_in": ("trade-in", "ti credit", "trade in value", "store credit for old one", "ti",
+                 "trade-in rules"),
+}  # fmt: skip
+_CODE_FORMS = ("{code}", "{code}", "{lower}", "the {code}", "{code} unit", "{lower} sku")
+_NAME_SHARE = 0.35  # queries that name the product plainly instead of by its code
+_AGENT_TEMPLATES = (
+    "{product} {topic}", "{topic} {product}", "{product} - {topic}", "{topic} for {product}",
+    "{topic} on {product}?", "cust asking {topic} {product}", "{product}: {topic}",
+    "{product} {topic} info", "{topic}, {product}", "need {topic} for a {product}",
+)  # fmt: skip
+_GENERAL_SHARE = 0.22  # questions about the general (not product-specific) articles
+_QUERY_OPENERS = ("", "", "", "", "", "hi ", "quick q: ", "help: ", "q - ", "agent: ")
+_QUERY_CLOSERS = ("", "", "", "?", "?", " pls", " thx", " asap")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
+
+
+def _product_mention(rng: random.Random, product: Product) -> str:
+    if rng.random() < _NAME_SHARE:
+        words = product.name.split()
+        return rng.choice((product.name, words[0], " ".join(words[:-1]) or words[0])).lower()
+    form = rng.choice(_CODE_FORMS)
+    return form.format(code=product.code, lower=product.code.lower())
+
+
+def _query_for(rng: random.Random, page: Article) -> str:
+    """An agent's query about ``page``: a general question, or shorthand for a product page."""
+    if not page.product:
+        return rng.choice(_QUERY_OPENERS) + rng.choice(page.questions) + rng.choice(_QUERY_CLOSERS)
+    product = next(p for p in PRODUCTS if p.code == page.product)
+    query = rng.choice(_AGENT_TEMPLATES).format(
+        product=_product_mention(rng, product), topic=rng.choice(_TOPIC_PHRASES[page.topic])
+    )
+    return rng.choice(_QUERY_OPENERS) + query + rng.choice(_QUERY_CLOSERS)
 
 
 def generate_retrieval_logs(
@@ -649,11 +852,14 @@ def generate_retrieval_logs(
 ) -> Iterator[Json]:
     """``n`` retrieval log records over :data:`KNOWLEDGE_BASE`, oldest first.
 
-    Each query asks about one article; the logged retriever scores articles by word overlap,
-    a bonus for the right article and noise, and returns the ``top_k``. The answer used the
-    asked-about article when it was returned (``used_doc_ids``); when the retriever missed
-    it, the answer used nothing. Some users click the used passage. Deterministic for a
-    given ``seed`` and ``now_ms``.
+    Most queries are agents' shorthand for one product page (a product code and a topic
+    abbreviation); the rest ask about a general article. The logged production retriever
+    knows the topic abbreviations but not the product codes: it scores passages by word
+    overlap, a bonus for the right topic, a smaller one for the right product and noise, and
+    returns the ``top_k``, so the other products' pages on the same topic crowd the list and
+    the right one is often not first. The answer used the asked-about page when it was
+    returned (``used_doc_ids``), else nothing. Some agents click the used passage.
+    Deterministic for a given ``seed`` and ``now_ms``.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -663,35 +869,31 @@ def generate_retrieval_logs(
     stamps = _timestamps(rng, n, now_ms, days)
     doc_words = {a.doc_id: _words(a.text) for a in KNOWLEDGE_BASE}
     for timestamp in stamps:
-        article = rng.choice(KNOWLEDGE_BASE)
-        query = rng.choice(_QUERY_OPENERS) + rng.choice(article.questions)
-        query += rng.choice(_QUERY_CLOSERS)
+        pool = GENERAL_ARTICLES if rng.random() < _GENERAL_SHARE else PRODUCT_PAGES
+        page = rng.choice(pool)
+        query = _query_for(rng, page)
         words = _words(query)
-        scored = sorted(
-            (
-                (
-                    len(words & doc_words[a.doc_id]) / (1 + len(words))
-                    + (0.15 if a is article else 0.0)  # the production retriever is decent
-                    + rng.gauss(0.0, 0.1),
-                    a,
-                )
-                for a in KNOWLEDGE_BASE
-            ),
-            key=lambda pair: -pair[0],
-        )[:top_k]
+
+        def score(a: Article, page: Article = page, words: set[str] = words) -> float:
+            value = len(words & doc_words[a.doc_id]) / (1 + len(words))
+            if page.product:
+                value += 0.35 * (a.topic == page.topic) + 0.04 * (a.product == page.product)
+            return value + 0.1 * (a is page) + rng.gauss(0.0, 0.1)
+
+        scored = sorted(((score(a), a) for a in KNOWLEDGE_BASE), key=lambda p: -p[0])[:top_k]
         retrieved = [
             {
                 "doc_id": a.doc_id,
                 "text": a.text,
-                "score": round(max(0.0, min(1.0, 0.5 + score)), 4),
+                "score": round(max(0.0, min(1.0, 0.5 + s)), 4),
                 "rank": rank,
                 "source": a.source,
             }
-            for rank, (score, a) in enumerate(scored)
+            for rank, (s, a) in enumerate(scored)
         ]
-        hit = any(p["doc_id"] == article.doc_id for p in retrieved)
-        used = [article.doc_id] if hit else []
-        clicked = [article.doc_id] if hit and rng.random() < 0.3 else []
+        hit = any(p["doc_id"] == page.doc_id for p in retrieved)
+        used = [page.doc_id] if hit else []
+        clicked = [page.doc_id] if hit and rng.random() < 0.3 else []
         record: Json = {
             "kind": "retrieval",
             "client_id": client_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,11 @@ from flywheel.demo.workload import (
     CHAT_WORKLOAD_ID,
     CLIENT_ID,
     DAY_MS,
+    GENERAL_ARTICLES,
     KNOWLEDGE_BASE,
+    PRODUCT_CODES,
+    PRODUCT_PAGES,
+    PRODUCTS,
     REFUND_REASONS,
     RETRIEVAL_WORKLOAD_ID,
     TOOL_NAMES,
@@ -60,9 +65,11 @@ def test_same_seed_same_bytes_other_seed_other_traffic() -> None:
     assert lines(1) == lines(1)
     assert lines(1) != lines(2)
     retrieval = [
-        b"".join(to_jsonl_lines(generate_retrieval_logs(100, seed=5, now_ms=NOW))) for _ in range(2)
+        b"".join(to_jsonl_lines(generate_retrieval_logs(100, seed=s, now_ms=NOW)))
+        for s in (5, 5, 6)
     ]
     assert retrieval[0] == retrieval[1]
+    assert retrieval[0] != retrieval[2]
 
 
 def test_every_chat_record_is_valid(chat_logs: list[dict[str, Any]]) -> None:
@@ -157,6 +164,82 @@ def test_retrieval_logs_use_retrieved_passages_and_not_always_the_top_one() -> N
             top1 += retrieved[0] == record["used_doc_ids"][0]
     assert used > 0.7 * len(records)
     assert 0.2 * used < top1 < 0.9 * used
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_knowledge_base_has_near_duplicate_product_pages_without_the_codes() -> None:
+    ids = [a.doc_id for a in KNOWLEDGE_BASE]
+    assert len(ids) == len(set(ids)) == 160
+    assert len({a.text for a in KNOWLEDGE_BASE}) == len(KNOWLEDGE_BASE)
+    assert len(PRODUCT_CODES) == len(PRODUCTS) == 14
+    assert len(set(PRODUCT_CODES.values())) == len(PRODUCTS)  # one product per code
+    codes = {c.lower() for c in PRODUCT_CODES}
+    for page in KNOWLEDGE_BASE:
+        assert not codes & _words(page.text), page.doc_id  # the pages never show the codes
+    by_topic: dict[str, list[str]] = {}
+    for page in PRODUCT_PAGES:
+        assert page.product in PRODUCT_CODES
+        assert PRODUCT_CODES[page.product] in page.text
+        by_topic.setdefault(page.topic, []).append(page.text)
+    assert all(len(texts) == len(PRODUCTS) for texts in by_topic.values())
+    for texts in by_topic.values():  # same layout, other product: similar, never identical
+        a, b = _words(texts[0]), _words(texts[1])
+        assert 0.3 < len(a & b) / len(a | b) < 0.9  # below the negatives' duplicate threshold
+    assert all(not a.product and a.questions for a in GENERAL_ARTICLES)
+
+
+def test_retrieval_queries_use_the_codes_consistently() -> None:
+    """A code in a query always means the same product, so the logs teach the mapping."""
+    records = list(generate_retrieval_logs(1500, seed=11, now_ms=NOW))
+    pages = {a.doc_id: a for a in KNOWLEDGE_BASE}
+    codes = {c.lower(): c for c in PRODUCT_CODES}
+    code_to_products: dict[str, set[str]] = {}
+    coded = named = general = 0
+    for record in records:
+        if not record["used_doc_ids"]:
+            continue
+        page = pages[record["used_doc_ids"][0]]
+        found = [codes[w] for w in _words(record["query"]) if w in codes]
+        if not page.product:
+            general += 1
+            assert not found, record["query"]
+            continue
+        assert len(found) <= 1, record["query"]
+        if found:
+            coded += 1
+            code_to_products.setdefault(found[0], set()).add(page.product)
+        else:
+            named += 1
+            name = PRODUCT_CODES[page.product].lower().split()[0]
+            assert name in record["query"].lower(), record["query"]
+    assert all(products == {code} for code, products in code_to_products.items())
+    assert set(code_to_products) == set(PRODUCT_CODES)  # every code is seen in training data
+    used = coded + named + general
+    assert coded > 0.45 * used
+    assert 0.15 * used < named < 0.4 * used
+    assert 0.1 * used < general < 0.35 * used
+    queries = [r["query"] for r in records]
+    assert len(set(queries)) > 0.9 * len(queries)  # held-out queries are worded differently
+
+
+def test_the_production_retriever_confuses_products_of_the_same_topic() -> None:
+    records = list(generate_retrieval_logs(600, seed=7, now_ms=NOW))
+    pages = {a.doc_id: a for a in KNOWLEDGE_BASE}
+    misses = hard = 0
+    for record in records:
+        if not record["used_doc_ids"]:
+            continue
+        page = pages[record["used_doc_ids"][0]]
+        if not page.product:
+            continue
+        others = [pages[p["doc_id"]] for p in record["retrieved"] if p["doc_id"] != page.doc_id]
+        hard += any(o.topic == page.topic and o.product != page.product for o in others)
+        misses += record["retrieved"][0]["doc_id"] != page.doc_id
+    assert hard > 300  # other products' pages on the topic: the hard negatives
+    assert misses > 100  # the right page is often not first
 
 
 def test_rejects_bad_arguments() -> None:
