@@ -88,6 +88,8 @@ def install_faults(app: FastAPI, state: FakeNMP, host: str) -> None:
         method, path = request.method, request.url.path
         with state.lock:
             state.requests.append((host, method, path))
+            if auth := request.headers.get("authorization"):
+                state.authorizations.add(auth)
         fault = state.take_fault(host, method, path)
         if fault is not None:
             if fault.delay_s:

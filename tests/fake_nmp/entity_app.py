@@ -20,6 +20,8 @@ from tests.fake_nmp.common import (
 from tests.fake_nmp.state import FakeNMP, Work, new_id, now
 
 _TERMINAL = {"completed", "failed", "cancelled", "ready"}
+#: A second cancel while one is under way is refused like a cancel of an ended job.
+_UNCANCELLABLE = _TERMINAL | {"cancelling"}
 
 
 def _ref(value: Any) -> str:
@@ -254,7 +256,7 @@ def _customization_jobs(app: FastAPI, state: FakeNMP) -> None:
             work = job_or_404(job_id)
             if isinstance(work, JSONResponse):
                 return work
-            if work.record["status"] in _TERMINAL:
+            if work.record["status"] in _UNCANCELLABLE:
                 return error(400, f"job {job_id} is already {work.record['status']}", retry=False)
             state.cancel(work)
             state.record("cancelled", "customization_job", job_id, "POST", request.url.path)
@@ -362,7 +364,7 @@ def _evaluation_jobs(app: FastAPI, state: FakeNMP) -> None:
             work = job_or_404(job_id)
             if isinstance(work, JSONResponse):
                 return work
-            if work.record["status"] in _TERMINAL:
+            if work.record["status"] in _UNCANCELLABLE:
                 return error(400, f"job {job_id} is already {work.record['status']}", retry=False)
             state.cancel(work)
             state.record("cancelled", "evaluation_job", job_id, "POST", request.url.path)

@@ -97,6 +97,10 @@ class FakeNMP:
         self.requests: list[tuple[str, str, str]] = []  # (host, method, path)
         self.bodies: list[tuple[str, str, Any]] = []  # (method, path, parsed body) of writes
         self.faults: list[Fault] = []
+        self.authorizations: set[str] = set()  # Authorization headers received (any host)
+        # Work kind ("deployment", "customization", "evaluation") → the phase its work stays
+        # in until :meth:`release` (a cancel still moves it on).
+        self.holds: dict[str, str] = {}
         # Entity tables keyed by "namespace/name" (or id for namespaces and jobs).
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.ds_namespaces: dict[str, dict[str, Any]] = {}
@@ -171,6 +175,16 @@ class FakeNMP:
         with self.lock:
             self.next_evaluation_failure = message
 
+    def hold(self, kind: str, phase: str) -> None:
+        """Keep every ``kind`` work item at ``phase`` (e.g. ``running:50.0``) once it gets there."""
+        with self.lock:
+            self.holds[kind] = phase
+
+    def release(self, kind: str) -> None:
+        """Let held ``kind`` work advance again."""
+        with self.lock:
+            self.holds.pop(kind, None)
+
     def take_fault(self, host: str, method: str, path: str) -> Fault | None:
         """The first live fault matching the request, consumed once."""
         with self.lock:
@@ -214,6 +228,8 @@ class FakeNMP:
             else:
                 target = work.step + 1
             while work.step < min(target, len(work.schedule) - 1):
+                if self.holds.get(work.kind) == work.schedule[work.step]:
+                    return
                 work.step += 1
                 self._enter(work)
 

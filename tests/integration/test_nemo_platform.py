@@ -286,6 +286,34 @@ def test_customization_cancel_uses_the_documented_path(
     assert len(fake.state.entries("cancelled", "customization_job")) == 1
 
 
+def test_a_racing_second_cancel_is_success_not_an_error(
+    fake: FakeNMPServer, platform: NemoPlatform, llm_files: DatasetFiles
+) -> None:
+    # Two workflow steps may both see "running" and both cancel; NMP refuses the second.
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    config = _config(candidate)
+    customization = platform.start_customization(
+        job_id="job-1", candidate=candidate, datasets=datasets, config=config
+    )
+    evaluation = platform.start_evaluation(
+        job_id="job-1", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    platform.cancel_customization(customization)
+    platform.cancel_evaluation(evaluation)
+    fake.state.hold("customization", "cancelling")  # NMP takes its time to stop them
+    fake.state.hold("evaluation", "cancelling")
+    cust, ev = customization["job_id"], evaluation["job_id"]
+    refused = httpx.post(f"{fake.base_url}/v1/customization/jobs/{cust}/cancel")
+    assert refused.status_code == 400  # what a racing second cancel gets
+    platform.cancel_customization(customization)  # sees "cancelling": nothing to do
+    platform.cancel_evaluation(evaluation)
+    assert fake.state.customization_jobs[cust].record["status"] == "cancelling"
+    assert fake.state.evaluation_jobs[ev].record["status"] == "cancelling"
+    assert len(fake.state.entries("cancelled", "customization_job")) == 1
+    assert len(fake.state.entries("cancelled", "evaluation_job")) == 1
+
+
 # -- evaluation ---------------------------------------------------------------------------
 
 

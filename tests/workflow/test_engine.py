@@ -170,6 +170,22 @@ def test_active_candidate_starts_base_icl_and_customization_in_order() -> None:
     assert _next(job) == Action(Kind.start_customization, "a", "customize")
 
 
+def test_due_polls_never_starve_a_start() -> None:
+    # Polls recur; with polls first, running items polled back to back (fast poll interval,
+    # slow platform) could keep the customization from ever starting.
+    job = _active(_job())
+    for item in ("base", "icl"):
+        job = _with(
+            job,
+            **{
+                f"candidates__a__work__{item}__status": engine.W_RUNNING,
+                f"candidates__a__work__{item}__started_at": NOW,
+                f"candidates__a__work__{item}__next_poll_at": NOW - 1,  # overdue
+            },
+        )
+    assert _next(job) == Action(Kind.start_customization, "a", "customize")
+
+
 def test_customized_eval_waits_for_the_customization() -> None:
     job = _active(_job())
     for item in ("base", "icl"):

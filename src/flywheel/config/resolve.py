@@ -3,7 +3,9 @@
 Layers, later wins: shipped ``defaults.yaml`` ← the deployment's file (``FLYWHEEL_CONFIG``)
 ← a named config ← the request's ``data_split_config``. Mappings merge key by key; lists
 (candidates, target modules) are replaced whole, so a named config's candidate list is
-exactly the candidates it runs. The merged result is validated as a whole.
+exactly the candidates it runs. Candidates then inherit unset settings from the NIM
+catalogue (:mod:`flywheel.config.nim_catalogue`; the rule is on ``CandidateModel``), and the
+result is validated as a whole.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from flywheel.config.nim_catalogue import CatalogueMismatch, inherit
 from flywheel.config.schema import DataSplitOverrides, JobConfig
 from flywheel.domain.jobs import JobType
 from flywheel.errors import ConfigError, ValidationFailed
@@ -101,6 +104,35 @@ def _wide_ints(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | i
             yield from _wide_ints(item, (*loc, index))
 
 
+def _inherit_catalogue(merged: dict[str, Any]) -> dict[str, Any]:
+    """Fill each candidate's unset NIM settings from the NIM catalogue (rule: CandidateModel).
+
+    Raises:
+        ValidationFailed: a candidate's ``catalogue`` request cannot be met.
+    """
+    candidates = merged.get("candidates")
+    if not isinstance(candidates, list):
+        return merged  # validation reports it
+    filled: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for index, candidate in enumerate(candidates):
+        if not isinstance(candidate, Mapping):
+            filled.append(candidate)
+            continue
+        try:
+            filled.append(inherit(candidate))
+        except CatalogueMismatch as exc:
+            errors.append({"loc": ["config", "candidates", index, "catalogue"], "msg": str(exc)})
+            filled.append(candidate)
+    if errors:
+        raise ValidationFailed(
+            "the effective job configuration is invalid: "
+            + "; ".join(f"candidates.{e['loc'][2]}: {e['msg']}" for e in errors),
+            errors,
+        )
+    return {**merged, "candidates": filled}
+
+
 def resolve_job_config(
     base: Mapping[str, Any],
     *,
@@ -108,7 +140,7 @@ def resolve_job_config(
     named: Mapping[str, Any] | None = None,
     overrides: DataSplitOverrides | None = None,
 ) -> JobConfig:
-    """Merge the layers and validate the whole.
+    """Merge the layers, fill candidates from the NIM catalogue, and validate the whole.
 
     Raises:
         ValidationFailed: the merged configuration is invalid, or has no candidate of
@@ -117,6 +149,7 @@ def resolve_job_config(
     merged = deep_merge(base, named or {})
     if overrides is not None:
         merged = deep_merge(merged, {"data_split_config": overrides.model_dump(exclude_unset=True)})
+    merged = _inherit_catalogue(merged)
     try:
         config = JobConfig.model_validate(merged)
     except ValidationError as exc:

@@ -57,6 +57,25 @@ class CandidateModel(_Strict):
     a repo id or a local directory, optionally a file inside an installed Python package
     via ``python_package``), ``endpoint_url`` (any OpenAI-compatible server), or, with no
     local source, the NMP platform deploys it by ``name`` with ``nim`` settings.
+
+    **NIM catalogue** (``flywheel/config/nim_catalogue.yaml``). When the configuration is
+    resolved, a candidate *inherits* the settings of the catalogue entry named exactly like
+    it: ``nim.image_name``, ``nim.image_tag``, ``nim.pvc_size``,
+    ``nim.customization_target``, ``context_length``, ``gpus`` and ``model_type``; for an
+    entry that cannot be fine-tuned on NMP (no customization target),
+    ``customization_enabled`` becomes ``false``. Which candidates inherit is set by
+    ``catalogue``:
+
+    * unset (the default): those whose ``name`` is in the catalogue and that have no local
+      source (``hf_model``, ``python_package``, ``gguf_file``, ``endpoint_url``), i.e.
+      the models NMP deploys;
+    * ``true``: the candidate must be in the catalogue (else the configuration is invalid),
+      and inherits even with a local source;
+    * ``false``: never.
+
+    A setting written in any configuration layer always wins over the catalogue, even when
+    it equals the schema default; an explicit ``model_type`` that contradicts the entry is
+    an error. The resolved snapshot holds the inherited values.
     """
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
@@ -75,6 +94,12 @@ class CandidateModel(_Strict):
         default=None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Env var holding the API key."
     )
     nim: NimSettings = NimSettings()
+    catalogue: bool | None = Field(
+        default=None,
+        description="Inherit unset settings from the NIM catalogue entry of this name: "
+        "null (default) when the name is catalogued and NMP deploys it, true always "
+        "(the entry must exist), false never.",
+    )
     customization_enabled: bool = True
     customization: CustomizationSettings = CustomizationSettings()
     pricing: Pricing = Pricing()

@@ -288,8 +288,10 @@ def _decide_candidates(
     state: Mapping[str, Any], config: JobConfig, *, now_ms: int, timing: Timing
 ) -> Decision:
     by_name = {c.name: c for c in config.candidates}
-    # Priority: free capacity first, then end overdue work, then poll, then start new work,
-    # then ask for capacity. Within a class, candidates in configuration order.
+    # Priority: free capacity first, then end overdue work, then start new work, then poll,
+    # then ask for capacity. Within a class, candidates in configuration order. Starts come
+    # before polls because each item starts once, while polls recur: with polls first, a
+    # few running items polled back to back could starve every start.
     buckets: dict[int, list[Action]] = {0: [], 1: [], 2: [], 3: [], 4: []}
     due: list[int] = []
     for name, cand in state["candidates"].items():
@@ -327,7 +329,7 @@ def _candidate_actions(
     deployment = cand["deployment"]
     if status == DEPLOYING:
         if deployment["status"] == "none":
-            yield 3, Action(Kind.start_deployment, name), 0
+            yield 2, Action(Kind.start_deployment, name), 0
         elif deployment["status"] == "starting":
             deadline = deployment["started_at"] + config.timeouts.deployment * 1000
             yield (
@@ -339,7 +341,7 @@ def _candidate_actions(
                 ),
                 deadline + 1,
             )
-            yield 2, Action(Kind.poll_deployment, name), int(deployment["next_poll_at"])
+            yield 3, Action(Kind.poll_deployment, name), int(deployment["next_poll_at"])
         return
     # active
     work = cand["work"]
@@ -348,7 +350,7 @@ def _candidate_actions(
             if item == "customized":
                 dep = work[CUSTOMIZE]["status"]
                 if dep == W_COMPLETED:
-                    yield 3, Action(Kind.start_evaluation, name, item), 0
+                    yield 2, Action(Kind.start_evaluation, name, item), 0
                 # a failed/cancelled customization makes this item skipped (see steps)
                 elif dep in WORK_ENDED:
                     yield (
@@ -357,9 +359,9 @@ def _candidate_actions(
                         0,
                     )
             elif item == CUSTOMIZE:
-                yield 3, Action(Kind.start_customization, name, item), 0
+                yield 2, Action(Kind.start_customization, name, item), 0
             else:
-                yield 3, Action(Kind.start_evaluation, name, item), 0
+                yield 2, Action(Kind.start_evaluation, name, item), 0
         elif w["status"] == W_RUNNING:
             seconds = (
                 config.timeouts.customization if item == CUSTOMIZE else config.timeouts.evaluation
@@ -371,7 +373,7 @@ def _candidate_actions(
                 w["started_at"] + seconds * 1000 + 1,
             )
             kind = Kind.poll_customization if item == CUSTOMIZE else Kind.poll_evaluation
-            yield 2, Action(kind, name, item), int(w["next_poll_at"])
+            yield 3, Action(kind, name, item), int(w["next_poll_at"])
     if all(w["status"] in WORK_ENDED for w in work.values()):
         yield 0, Action(Kind.shutdown, name), 0
 

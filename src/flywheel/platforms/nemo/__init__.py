@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flywheel.config.nim_catalogue import NimEntry, catalogue_entry, load_catalogue
 from flywheel.platforms.nemo.calls import RetryPolicy
-from flywheel.platforms.nemo.catalogue import NimEntry, catalogue_entry, load_catalogue
 from flywheel.platforms.nemo.platform import NemoPlatform
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import contextlib
 import uuid
 from typing import Any
 
+from flywheel.config.nim_catalogue import catalogue_entry
 from flywheel.config.schema import CandidateModel, JobConfig
 from flywheel.errors import ConfigError, PlatformError, PlatformUnavailable
 from flywheel.platforms.base import Handle, Progress, WorkState
 from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound, as_dict
-from flywheel.platforms.nemo.catalogue import catalogue_entry
 from flywheel.platforms.nemo.context import (
     CUSTOMIZER,
     ENTITY_STORE,
@@ -220,7 +220,7 @@ class NmpCustomizations:
         )
 
     def _ended(self, job_id: str) -> bool:
-        """Whether the job is gone or in a terminal state."""
+        """Whether the job is gone, ended, or already being cancelled (nothing to cancel)."""
         sdk = self._ctx.sdk
         try:
             status = as_dict(
@@ -232,7 +232,8 @@ class NmpCustomizations:
             )
         except NmpNotFound:
             return True
-        return _STATES.get(str(status.get("status")), WorkState.running).terminal
+        name = str(status.get("status"))
+        return name == "cancelling" or _STATES.get(name, WorkState.running).terminal
 
     def cancel(self, handle: Handle) -> None:
         job_id, sdk = handle["job_id"], self._ctx.sdk

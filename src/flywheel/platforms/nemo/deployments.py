@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flywheel.config.nim_catalogue import catalogue_entry
 from flywheel.config.schema import CandidateModel
 from flywheel.errors import ConfigError
 from flywheel.platforms.base import Handle, Progress, WorkState
 from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound, as_dict
-from flywheel.platforms.nemo.catalogue import catalogue_entry
 from flywheel.platforms.nemo.context import DMS, OWNER_FIELD, NmpContext
 
 _PATH = "/v1/deployment/model-deployments"

@@ -223,8 +223,12 @@ class NmpEvaluations:
         return EvaluationOutcome(platform_scores=scores, artifacts=artifacts)
 
     def _ended(self, job_id: str) -> bool:
+        """Whether the job is gone, ended, or already being cancelled (nothing to cancel)."""
         job = self._job(job_id)
-        return job is None or _STATES.get(str(job.get("status")), WorkState.running).terminal
+        if job is None:
+            return True
+        name = str(job.get("status"))
+        return name == "cancelling" or _STATES.get(name, WorkState.running).terminal
 
     def cancel(self, handle: Handle) -> None:
         job_id, sdk = handle["job_id"], self._ctx.sdk
