@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         ),
         description="Name of the env var holding the webhook's HMAC secret (not the secret).",
     )
+    job_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=_env("FLYWHEEL_JOB_WEBHOOK_URL", "job_webhook_url"),
+        description="Called (HMAC-signed POST with the job's summary) when a job ends, unless "
+        "the job's configuration names its own notification.webhook_url.",
+    )
+    job_webhook_secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        validation_alias=_env("FLYWHEEL_JOB_WEBHOOK_SECRET_ENV", "job_webhook_secret_env"),
+        description="Name of the env var holding that webhook's HMAC secret (not the secret).",
+    )
     gpu_budget: int = Field(
         default=1,
         ge=0,

@@ -137,6 +137,7 @@ def test_metrics_count_jobs_and_latency(api: Api) -> None:
     text = api.client.get("/metrics", headers=api.headers("viewer")).text
     assert 'flywheel_jobs_created_total{job_type="llm_job"} 1.0' in text
     assert 'route="/api/jobs"' in text
+    assert 'flywheel_jobs{status="pending"} 1.0' in text
 
 
 def test_cors_allows_configured_origins(tmp_path: Path, api: Api) -> None:

@@ -79,6 +79,7 @@ def create_app(
         if state is None:
             state = open_state_store(settings.state_store_url)
             owned.append(state)
+        metrics.watch_jobs(state)
         log_st = log_store
         if log_st is None:
             log_st = open_log_store(

@@ -1,11 +1,14 @@
-"""The promotion webhook: an HMAC-signed POST telling an application its model changed.
+"""Signed webhooks: an HMAC-signed POST with bounded, backed-off retries.
 
-The body is compact JSON; ``X-Flywheel-Signature: sha256=<hex>`` is the HMAC-SHA256 of
-the exact body bytes under the shared secret, so a receiver verifies before parsing.
+Used for the promotion webhook (an application's model changed) and the job completion
+webhook (:mod:`flywheel.workflow.notify`). The body is compact JSON;
+``X-Flywheel-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes under the
+shared secret, so a receiver verifies before parsing.
 Delivery is retried with exponential backoff on connection errors, timeouts and 5xx (a
 4xx means the receiver refused the content; retrying will not change its mind). A
-delivery that still fails is returned and logged, never raised: the promotion is already
-recorded and applications can always poll ``GET /api/workloads/{c}/{w}/model``.
+delivery that still fails is returned and logged, never raised: the caller records it (a
+promotion is already recorded and applications can always poll
+``GET /api/workloads/{c}/{w}/model``; a job's notification outcome is kept on the job).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def verify(body: bytes, secret: str, signature: str) -> bool:
     return hmac.compare_digest(sign(body, secret), signature)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
+    """``url`` without credentials or query string (safe to log and to store)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
@@ -84,8 +88,12 @@ class WebhookSender:
         backoff_s: float = 0.5,
         max_backoff_s: float = 4.0,
         transport: httpx.BaseTransport | None = None,
+        label: str = "promotion webhook",
     ) -> None:
-        """Send to ``url``; sign when ``secret`` is set; retry up to ``attempts`` times."""
+        """Send to ``url``; sign when ``secret`` is set; retry up to ``attempts`` times.
+
+        ``label`` names the webhook in errors and log events (``<label>_failed``).
+        """
         self._url = url
         self._secret = secret
         self._attempts = attempts
@@ -93,6 +101,8 @@ class WebhookSender:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._transport = transport
+        self._label = label
+        self._event = label.replace(" ", "_")
 
     @classmethod
     def from_settings(cls, *, url: str | None, secret_env: str | None) -> WebhookSender | None:
@@ -129,7 +139,7 @@ class WebhookSender:
             retry=retry_if_exception_type(_Retryable),
             reraise=False,
         )
-        url = _safe_url(self._url)
+        url = safe_url(self._url)
         try:
             with httpx.Client(timeout=self._timeout_s, transport=self._transport) as client:
                 response = retrying(post, client)
@@ -140,12 +150,12 @@ class WebhookSender:
                 delivered=False,
                 attempts=attempts,
                 status_code=last.status_code if last is not None else None,
-                error=f"promotion webhook failed after {attempts} attempt(s): {cause}",
+                error=f"{self._label} failed after {attempts} attempt(s): {cause}",
             )
-            log.warning("promotion_webhook_failed", **delivery.to_dict())
+            log.warning(f"{self._event}_failed", **delivery.to_dict())
             return delivery
         if response.is_success:
-            log.info("promotion_webhook_delivered", url=url, attempts=attempts)
+            log.info(f"{self._event}_delivered", url=url, attempts=attempts)
             return Delivery(
                 url=url, delivered=True, attempts=attempts, status_code=response.status_code
             )
@@ -154,7 +164,7 @@ class WebhookSender:
             delivered=False,
             attempts=attempts,
             status_code=response.status_code,
-            error=f"promotion webhook refused with HTTP {response.status_code}",
+            error=f"{self._label} refused with HTTP {response.status_code}",
         )
-        log.warning("promotion_webhook_failed", **delivery.to_dict())
+        log.warning(f"{self._event}_failed", **delivery.to_dict())
         return delivery

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import redis
 
+from flywheel.errors import StoreUnavailable
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -82,18 +84,29 @@ class RedisCapacity:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
         return cls(client, key=f"{prefix}flywheel:gpu_leases")
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        # Redis down or restarting is transient: the step retries it with backoff.
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            raise StoreUnavailable(f"GPU lease table (Redis): {exc}") from exc
+
     def acquire(self, owner: str, gpus: int, budget: int) -> Grant:
         """Atomically grant ``gpus`` to ``owner`` if they fit."""
-        granted, used = self._script(keys=[self._key], args=[owner, gpus, budget])
+        with self._reachable():
+            granted, used = self._script(keys=[self._key], args=[owner, gpus, budget])
         return Grant(bool(granted), int(used), budget)
 
     def release(self, owner: str) -> None:
         """Drop the lease."""
-        self._client.hdel(self._key, owner)
+        with self._reachable():
+            self._client.hdel(self._key, owner)
 
     def leases(self) -> dict[str, int]:
         """All leases."""
-        raw: dict[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
+        with self._reachable():
+            raw: dict[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
         return {k.decode(): int(v) for k, v in raw.items()}
 
 

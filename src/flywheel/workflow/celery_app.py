@@ -25,11 +25,13 @@ Queues (names prefixed by ``FLYWHEEL_WORKFLOW_QUEUE_PREFIX``):
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init
+from celery.worker.consumer import Consumer
 
 from flywheel.settings import Settings, get_settings
 from flywheel.workflow import fs_transport
@@ -38,6 +40,33 @@ from flywheel.workflow.options import WorkflowOptions
 ADVANCE_TASK = "flywheel.advance"
 SWEEP_TASK = "flywheel.sweep"
 DELETE_ARTIFACTS_TASK = "flywheel.delete_artifacts"
+NOTIFY_TASK = "flywheel.notify"
+
+
+class ResilientConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer, surviving the loss of its broker connection.
+
+    Celery 5.7 ``collect()`` s the broken connection (which detaches its transport) and then
+    ``close()`` s it; on Redis the second close tries to restore unacknowledged messages
+    through the detached transport and raises ``AttributeError``, which is not among the
+    errors it ignores, so the whole worker exits with "Unrecoverable error" on every Redis
+    restart. Here that close is made quiet: the worker reconnects, and messages it held
+    come back after the visibility timeout (or are redone by the recovery sweep).
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        """Reconnect after a connection loss (see the class docstring)."""
+        connection = self.connection
+        if connection is not None:
+            close = connection.close
+
+            def close_quietly() -> None:
+                # AttributeError: the transport was already detached by collect().
+                with contextlib.suppress(AttributeError):
+                    close()
+
+            connection.close = close_quietly
+        super().on_connection_error_after_connected(exc)
 
 
 def broker_dir(settings: Settings) -> Path:
@@ -57,10 +86,14 @@ def celery_config(settings: Settings, options: WorkflowOptions) -> dict[str, Any
         "worker_prefetch_multiplier": 1,
         "task_default_queue": options.steps_queue,
         "task_create_missing_queues": True,
-        "task_routes": {SWEEP_TASK: {"queue": options.steps_queue}},
+        "task_routes": {
+            SWEEP_TASK: {"queue": options.steps_queue},
+            NOTIFY_TASK: {"queue": options.steps_queue},
+        },
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
+        "worker_consumer": f"{__name__}:ResilientConsumer",
         "timezone": "UTC",
         "beat_schedule": {
             "flywheel-sweep": {"task": SWEEP_TASK, "schedule": options.sweep_interval_s},
@@ -106,6 +139,11 @@ def ensure_broker_dirs(conf: Any) -> None:
 @worker_init.connect  # type: ignore[untyped-decorator]
 def _prepare_worker(sender: Any = None, **_: Any) -> None:
     ensure_broker_dirs(sender.app.conf)
+    port = WorkflowOptions().metrics_port
+    if port:
+        from flywheel.workflow.metrics import start_exporter
+
+        start_exporter(port)
 
 
 def create_celery_app(

@@ -56,6 +56,25 @@ class WorkflowOptions(BaseSettings):
         gt=0,
         description="Embedded (filesystem) broker: how often a worker looks for new messages.",
     )
+    notify_attempts: int = Field(
+        default=4, ge=1, description="Completion webhook: attempts (connection errors, 5xx)."
+    )
+    notify_backoff_s: float = Field(
+        default=1.0, gt=0, description="Completion webhook: first retry delay; doubles."
+    )
+    notify_max_backoff_s: float = Field(
+        default=8.0, gt=0, description="Completion webhook: longest delay between attempts."
+    )
+    notify_timeout_s: float = Field(
+        default=10.0, gt=0, description="Completion webhook: timeout of one POST."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve the worker's Prometheus metrics on this port (0: off); see "
+        "flywheel.workflow.metrics for PROMETHEUS_MULTIPROC_DIR.",
+    )
     queue_prefix: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9_.-]*$",

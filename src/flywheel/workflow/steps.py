@@ -20,6 +20,7 @@ candidate, then the job. A candidate's failure never fails the others.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import time
 import uuid
@@ -45,7 +46,7 @@ from flywheel.domain.logs import LogKind
 from flywheel.errors import Conflict, NotFound, PlatformUnavailable, StoreUnavailable
 from flywheel.platforms.base import EvalType, Handle, ModelPlatform, WorkState
 from flywheel.stores.base import LogStore, StateStore
-from flywheel.workflow import engine, scoring
+from flywheel.workflow import engine, metrics, scoring
 from flywheel.workflow.capacity import CapacityLedger, owner_key
 from flywheel.workflow.datasets import DatasetBuilder, dataset_files
 from flywheel.workflow.engine import (
@@ -58,6 +59,7 @@ from flywheel.workflow.engine import (
     iter_handles,
     job_config,
 )
+from flywheel.workflow.notify import pending as notification_pending
 from flywheel.workflow.options import WorkflowOptions
 
 log = structlog.get_logger(__name__)
@@ -85,6 +87,8 @@ class Next:
     """``None``: nothing (the job ended, or another step owns it); else the countdown."""
     long: bool = False
     """Send the next step to the long queue."""
+    notify: bool = False
+    """The job has ended and its completion is not notified yet: send ``flywheel.notify``."""
 
 
 STOP = Next(None)
@@ -126,8 +130,8 @@ class StepRunner:
     """Advances jobs one action at a time."""
 
     def __init__(self, services: WorkflowServices) -> None:
-        """Use ``services``."""
-        self.s = services
+        """Use ``services`` (platform calls are measured, see :mod:`.metrics`)."""
+        self.s = dataclasses.replace(services, platform=metrics.instrument(services.platform))
         opts = services.options
         self._timing = Timing(
             poll_interval_ms=int(opts.poll_interval_s * 1000),
@@ -152,15 +156,24 @@ class StepRunner:
         now = self.s.clock()
         decision = decide(job, now_ms=now, timing=self._timing, task_id=task_id)
         if decision.action is None:
-            return STOP if decision.wait_s is None else Next(decision.wait_s)
+            if decision.wait_s is None:
+                return Next(None, notify=notification_pending(job))
+            return Next(decision.wait_s)
         action = decision.action
         bound = structlog.contextvars.bound_contextvars(
             job_id=job_id, action=action.kind.value, candidate=action.candidate, item=action.item
         )
         with bound:
-            return self._run(job, action, now=now, task_id=task_id)
+            started = time.perf_counter()
+            outcome = "lost"
+            try:
+                step, outcome = self._run(job, action, now=now, task_id=task_id)
+                return step
+            finally:
+                metrics.observe_step(action.kind.value, outcome, time.perf_counter() - started)
 
-    def _run(self, job: Job, action: Action, *, now: int, task_id: str | None) -> Next:
+    def _run(self, job: Job, action: Action, *, now: int, task_id: str | None) -> tuple[Next, str]:
+        """Run ``action``; return what to schedule and the outcome (ok/retry/failed/lost)."""
         token: str | None = None
         if action.claims:
             token = uuid.uuid4().hex
@@ -182,25 +195,30 @@ class StepRunner:
                 job = self.s.state.update_job(job.id, {"state": state}, expect_version=job.version)
             except (Conflict, NotFound):
                 log.debug("step_claim_lost")
-                return STOP
+                return STOP, "lost"
+        outcome = "ok"
         try:
             result = self._execute(job, action, now)
         except _TRANSIENT as exc:
             result = self._transient(job, action, exc)
+            outcome = "retry" if result.retry else "failed"
             if result.retry:
                 committed = self._commit(job, action, result, token)
                 if committed is None:
-                    return STOP
+                    return STOP, "lost"
                 attempt = int(committed.state["retries"].get(action.key, 1))
-                return Next(self.s.options.retry_backoff_s * 2 ** (attempt - 1))
+                return Next(self.s.options.retry_backoff_s * 2 ** (attempt - 1)), outcome
         except Exception as exc:
             log.warning("step_failed", error=str(exc), exc_info=True)
             result = self._failure(job, action, _describe(exc))
+            outcome = "failed"
         committed = self._commit(job, action, result, token)
         if committed is None:
-            return STOP
+            return STOP, "lost"
+        if action.kind is Kind.finalize and committed.status in TERMINAL_STATUSES:
+            metrics.observe_stages(committed.state.get("timings") or {})
         self._project(committed, result.touched)
-        return self._next(committed)
+        return self._next(committed), outcome
 
     def _next(self, job: Job) -> Next:
         decision = decide(job, now_ms=self.s.clock(), timing=self._timing)
@@ -208,7 +226,7 @@ class StepRunner:
             return Next(0.0, long=decision.action.long)
         if decision.wait_s is not None:
             return Next(decision.wait_s)
-        return STOP
+        return Next(None, notify=notification_pending(job))
 
     def _commit(self, job: Job, action: Action, result: Result, token: str | None) -> Job | None:
         for _ in range(5):

@@ -8,7 +8,7 @@ concurrent sweeps is harmless, every effect is idempotent or compare-and-set):
 * a running job that made no progress for longer than its current stage's timeout plus
   ``stuck_grace_s`` is aborted with a reason: its next step stops its platform work and
   fails it; if even that never runs, the next sweep fails it directly, naming what it may
-  have left running;
+  have left running (and enqueues it once more, so its completion webhook is sent);
 * GPU leases whose job ended or vanished are released.
 """
 
@@ -122,7 +122,7 @@ def _sweep_job(
         try:
             if isinstance(abort_at, int) and now_ms - abort_at > grace_ms:
                 _fail(state, job, report)
-                return
+                # Fall through: the step that finds it ended sends its completion webhook.
             if abort_at is None and idle > limit:
                 _abort(state, job, idle, now_ms, report)
         except (Conflict, NotFound):

@@ -1,5 +1,8 @@
 """The Celery tasks: thin wrappers that hand ids to the step runner.
 
+``flywheel.notify`` posts an ended job's summary to its completion webhook
+(:mod:`.notify`); ``advance`` sends it when a step finds the job ended and not yet notified.
+
 Arguments are ids only (``delete_artifacts`` also takes the platform handles, because the
 job document is deleted right after the request). Every task is idempotent and
 acknowledged late; nothing here waits on another task.
@@ -15,13 +18,16 @@ from celery import Task
 
 from flywheel.domain.jobs import JobId
 from flywheel.errors import PlatformUnavailable, StoreUnavailable
+from flywheel.settings import get_settings
 from flywheel.workflow import runtime
 from flywheel.workflow.celery_app import (
     ADVANCE_TASK,
     DELETE_ARTIFACTS_TASK,
+    NOTIFY_TASK,
     SWEEP_TASK,
     app,
 )
+from flywheel.workflow.notify import notify as notify_once
 from flywheel.workflow.steps import Next, delete_artifacts
 from flywheel.workflow.sweeper import sweep as sweep_once
 
@@ -44,6 +50,8 @@ def advance(self: Task, job_id: str) -> None:
         step = runtime.runner().advance(JobId(job_id), task_id=self.request.id)
         if step.wait_s is not None:
             schedule(job_id, step)
+        elif step.notify:
+            notify.apply_async((job_id,), queue=runtime.services().options.steps_queue)
 
 
 def schedule(job_id: str, step: Next) -> None:
@@ -88,3 +96,28 @@ def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]])
     errors = delete_artifacts(services.platform, handles, job_dir)
     if errors:
         log.warning("artifacts_left", job_id=job_id, errors=errors)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name=NOTIFY_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(StoreUnavailable,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def notify(self: Task, job_id: str) -> None:
+    """POST an ended job's signed summary to its webhook, once; record the outcome on the job."""
+    services = runtime.services()
+    settings = get_settings()
+    with structlog.contextvars.bound_contextvars(job_id=job_id, task_id=self.request.id):
+        notify_once(
+            services.state,
+            JobId(job_id),
+            options=services.options,
+            now_ms=services.clock,
+            default_url=settings.job_webhook_url,
+            default_secret_env=settings.job_webhook_secret_env,
+        )
