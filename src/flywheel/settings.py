@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         validation_alias=_env("FLYWHEEL_TORCH_THREADS", "torch_threads"),
         description="Threads for in-process models; 0 lets torch decide.",
     )
+    training_threads: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=_env("FLYWHEEL_TRAINING_THREADS", "training_threads"),
+        description="Threads for local training processes; 0: the same as torch_threads.",
+    )
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=_env("FLYWHEEL_LOG_FORMAT", "log_format")
     )

@@ -124,6 +124,9 @@ def worker_environment(data_dir: Path, config_path: Path) -> dict[str, str]:
     if "FLYWHEEL_TORCH_THREADS" not in env:
         # Base, ICL and training run at once, each in its own process.
         env["FLYWHEEL_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // 3))
+    if "FLYWHEEL_TRAINING_THREADS" not in env:
+        # Training is the critical path: once the evaluations end it has the machine alone.
+        env["FLYWHEEL_TRAINING_THREADS"] = str(os.cpu_count() or 1)
     return env
 
 

@@ -56,6 +56,7 @@ def open_platform(settings: Settings) -> ModelPlatform:
         LocalPlatform(
             settings.data_dir,
             torch_threads=settings.torch_threads,
+            training_threads=settings.training_threads,
             max_concurrent_trainings=settings.max_concurrent_trainings,
         ),
     )

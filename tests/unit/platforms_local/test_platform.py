@@ -171,3 +171,33 @@ def test_a_worker_that_dies_fails_with_its_last_words(tmp_path: Path, files: Dat
     platform.cancel_evaluation(handle)  # terminal: nothing to do
     platform.delete_evaluation(handle)
     platform.delete_evaluation(handle)  # idempotent
+
+
+def test_training_may_get_more_threads_than_evaluations(
+    tmp_path: Path, files: DatasetFiles
+) -> None:
+    platform = _platform(tmp_path, 'echo "$OMP_NUM_THREADS" > "$3/omp"; exec sleep 60')
+    platform.training_threads = 2
+    candidate = CandidateModel(name="a", hf_model=str(tmp_path))
+    config = JobConfig(candidates=[candidate])
+    datasets = platform.upload_datasets(job_id="j", files=files)
+
+    evaluation = platform.start_evaluation(
+        job_id="j", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    training = platform.start_customization(
+        job_id="j", candidate=candidate, datasets=datasets, config=config
+    )
+    platform.poll_customization(training)  # takes the training slot and launches
+    assert _spec(evaluation)["torch_threads"] == 1
+    assert _spec(training)["torch_threads"] == 2
+    for handle, threads in ((evaluation, "1"), (training, "2")):
+        marker = Path(handle["work_dir"]) / "omp"
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.read_text().strip() == threads
+    platform.cancel_evaluation(evaluation)
+    platform.cancel_customization(training)
+    platform.delete_evaluation(evaluation)
+    platform.delete_customization(training)

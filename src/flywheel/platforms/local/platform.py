@@ -59,12 +59,16 @@ class LocalPlatform:
         data_dir: Path,
         *,
         torch_threads: int = 0,
+        training_threads: int = 0,
         max_concurrent_trainings: int = 1,
         cancel_grace_s: float = 10.0,
         eval_batch_size: int = 8,
     ) -> None:
         self.data_dir = data_dir
         self.torch_threads = torch_threads
+        # Training is usually the critical path: it may get more threads than evaluations
+        # (0: the same as torch_threads).
+        self.training_threads = training_threads or torch_threads
         self.max_concurrent_trainings = max_concurrent_trainings
         self.cancel_grace_s = cancel_grace_s
         self.eval_batch_size = eval_batch_size
@@ -139,8 +143,8 @@ class LocalPlatform:
         work.report(WorkState.pending.value, message="queued")
         return work
 
-    def _env(self) -> dict[str, str]:
-        threads = str(self.torch_threads) if self.torch_threads > 0 else ""
+    def _env(self, threads_wanted: int) -> dict[str, str]:
+        threads = str(threads_wanted) if threads_wanted > 0 else ""
         env = {"TOKENIZERS_PARALLELISM": "false"}
         if threads:
             env |= {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
@@ -158,7 +162,7 @@ class LocalPlatform:
                 work.report(WorkState.cancelled.value, message="cancelled before it started")
                 return Progress(WorkState.cancelled, message="cancelled before it started")
             if not handle.get("training") or self.pool.take_slot(
-                work, limit=self.max_concurrent_trainings, env=self._env()
+                work, limit=self.max_concurrent_trainings, env=self._env(self.training_threads)
             ):
                 return Progress(WorkState.running, percent=0.0, message="worker started")
             return Progress(WorkState.pending, message="waiting for a training slot")
@@ -241,7 +245,7 @@ class LocalPlatform:
         work = self._prepare(job_id=job_id, work_name=name, spec=spec)
         path = self.data_dir / "jobs" / _safe(job_id) / name
         if work is not None:
-            self.pool.launch(work, env=self._env())
+            self.pool.launch(work, env=self._env(self.torch_threads))
         return {"kind": "evaluation", "job_id": job_id, "work_dir": str(path)}
 
     def _llm_evaluation_spec(
@@ -337,7 +341,7 @@ class LocalPlatform:
                 ),
                 "seed": config.data_split_config.random_seed or 42,
             }
-        spec["torch_threads"] = self.torch_threads
+        spec["torch_threads"] = self.training_threads
         name = f"customize-{_safe(candidate.name)}"
         handle: Handle = {
             "kind": "customization",
@@ -348,7 +352,9 @@ class LocalPlatform:
         }
         work = self._prepare(job_id=job_id, work_name=name, spec=spec)
         if work is not None:
-            self.pool.take_slot(work, limit=self.max_concurrent_trainings, env=self._env())
+            self.pool.take_slot(
+                work, limit=self.max_concurrent_trainings, env=self._env(self.training_threads)
+            )
         return handle
 
     def poll_customization(self, handle: Handle) -> Progress:
