@@ -58,7 +58,13 @@ DEFAULT_SCRIPT: dict[str, Any] = {
     "fail": {},  # "candidate/kind[/item]" -> message (the work ends failed)
     "fail_start": {},  # "candidate/kind[/item]" -> message (start raises PlatformError)
     "accuracy": {},  # candidate -> share of eval items answered like the reference
+    # Gates: a call at one of these points ("build_datasets": the worker's dataset build,
+    # "evaluation_outcome": scoring at finalize) waits while its gate is true (at most
+    # HOLD_MAX_S), so a test can catch a step in the middle and release it later.
+    "hold": {},
 }
+
+HOLD_MAX_S = 120.0
 
 
 class FakePlatform:
@@ -105,7 +111,7 @@ class FakePlatform:
         """Replace parts of the script (durations, fail, fail_start, accuracy)."""
         merged = {**self.script(), **script}
         with self._tx() as conn:
-            conn.execute("DELETE FROM script")
+            conn.execute("DELETE FROM script WHERE key = 'script'")
             conn.execute(
                 "INSERT INTO script VALUES ('script', ?)", (orjson.dumps(merged).decode(),)
             )
@@ -141,6 +147,22 @@ class FakePlatform:
                 (work_id, kind, job_id, candidate, item, time.time(), orjson.dumps(info).decode()),
             )
         return {"id": work_id, "kind": kind}
+
+    def hold(self, point: str) -> None:
+        """Wait while the script's ``hold[point]`` gate is set (see ``DEFAULT_SCRIPT``)."""
+        deadline = time.monotonic() + HOLD_MAX_S
+        while self.script()["hold"].get(point) and time.monotonic() < deadline:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO script VALUES (?, ?)", (f"held:{point}", time.time())
+                )
+            time.sleep(0.05)
+
+    def held(self, point: str) -> bool:
+        """True once a call has waited at ``point``'s gate."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT 1 FROM script WHERE key = ?", (f"held:{point}",)).fetchone()
+        return row is not None
 
     def _row(self, handle: Handle) -> dict[str, Any]:
         with self._tx() as conn:
@@ -258,6 +280,7 @@ class FakePlatform:
 
     def evaluation_outcome(self, handle: Handle) -> EvaluationOutcome:
         """Predictions made to the script's accuracy."""
+        self.hold("evaluation_outcome")
         row = self._row(handle)
         info = orjson.loads(row["info"])
         accuracy = float(self.script()["accuracy"].get(row["candidate"], 1.0))
@@ -331,5 +354,25 @@ def _rankings(beir_dir: Path, accuracy: float) -> dict[str, list[str]]:
 
 
 def from_env(settings: Settings) -> FakePlatform:
-    """Factory for ``FLYWHEEL_PLATFORM=tests.workflow.fake_platform:from_env`` (workers)."""
-    return FakePlatform(Path(os.environ[ENV_DB]))
+    """Factory for ``FLYWHEEL_PLATFORM=tests.workflow.fake_platform:from_env`` (workers).
+
+    Also gates the worker's dataset builds on the script's ``hold["build_datasets"]``.
+    """
+    platform = FakePlatform(Path(os.environ[ENV_DB]))
+    _gate_dataset_builds(platform)
+    return platform
+
+
+def _gate_dataset_builds(platform: FakePlatform) -> None:
+    from flywheel.workflow.datasets import LogStoreDatasetBuilder
+
+    build = LogStoreDatasetBuilder.build
+    if getattr(build, "_fake_gated", False):
+        return
+
+    def gated(self: Any, job: Any, config: JobConfig, out_dir: Path) -> Any:
+        platform.hold("build_datasets")
+        return build(self, job, config, out_dir)
+
+    gated._fake_gated = True  # type: ignore[attr-defined]
+    LogStoreDatasetBuilder.build = gated  # type: ignore[method-assign]
