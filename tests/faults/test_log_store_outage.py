@@ -66,7 +66,7 @@ def es(tmp_path: Path) -> Iterator[EsServer]:
     try:
         server = EsServer(tmp_path / "es")
     except RuntimeError as exc:
-        pytest.skip(f"no noida-db Elasticsearch: {exc}")
+        pytest.fail(f"cannot start the noida-db Elasticsearch test server: {exc}")
     yield server
     server.stop()
 

@@ -82,7 +82,7 @@ def mongo(tmp_path: Path) -> Iterator[MongoServer]:
         server = MongoServer(tmp_path / "mongo")
         server.start()
     except RuntimeError as exc:
-        pytest.skip(f"no mongoeco server: {exc}")
+        pytest.fail(f"cannot start the mongoeco test server (run scripts/test): {exc}")
     yield server
     server.stop()
 
