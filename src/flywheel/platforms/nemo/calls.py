@@ -157,3 +157,27 @@ class NmpCalls:
             reraise=True,
         )
         return retrying(once)
+
+
+def cancel_unless_ended(
+    calls: NmpCalls,
+    *,
+    service: str,
+    endpoint: str,
+    cancel: Callable[[], object],
+    ended: Callable[[], bool],
+) -> None:
+    """Cancel an NMP job; one that is gone, ended or already cancelling needs nothing.
+
+    A refusal because the job ended during the request (a race with completion, or a second
+    cancel) is success too; transient failures propagate so the caller retries.
+    """
+    if ended():
+        return
+    try:
+        calls.run(service, endpoint, cancel)
+    except PlatformUnavailable:
+        raise
+    except PlatformError:
+        if not ended():
+            raise

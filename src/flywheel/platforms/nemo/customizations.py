@@ -15,9 +15,9 @@ from typing import Any
 
 from flywheel.config.nim_catalogue import catalogue_entry
 from flywheel.config.schema import CandidateModel, JobConfig
-from flywheel.errors import ConfigError, PlatformError, PlatformUnavailable
+from flywheel.errors import ConfigError
 from flywheel.platforms.base import Handle, Progress, WorkState
-from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound, as_dict
+from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound, as_dict, cancel_unless_ended
 from flywheel.platforms.nemo.context import (
     CUSTOMIZER,
     ENTITY_STORE,
@@ -237,21 +237,14 @@ class NmpCustomizations:
 
     def cancel(self, handle: Handle) -> None:
         job_id, sdk = handle["job_id"], self._ctx.sdk
-        if self._ended(job_id):
-            return
-        try:
-            # The documented path (§12.1: not the reference client's /v1/customizations/...).
-            self._ctx.calls.run(
-                CUSTOMIZER,
-                f"POST {_JOBS}/{job_id}/cancel",
-                lambda: sdk.customization.jobs.cancel(job_id),
-            )
-        except PlatformUnavailable:
-            raise
-        except PlatformError:
-            # Refused because it ended meanwhile (a race with completion) is success.
-            if not self._ended(job_id):
-                raise
+        # The documented path (§12.1: not the reference client's /v1/customizations/...).
+        cancel_unless_ended(
+            self._ctx.calls,
+            service=CUSTOMIZER,
+            endpoint=f"POST {_JOBS}/{job_id}/cancel",
+            cancel=lambda: sdk.customization.jobs.cancel(job_id),
+            ended=lambda: self._ended(job_id),
+        )
 
     def delete(self, handle: Handle) -> None:
         sdk, calls = self._ctx.sdk, self._ctx.calls

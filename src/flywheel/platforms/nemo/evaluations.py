@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 from flywheel.config.schema import CandidateModel, JobConfig, LLMJudgeConfig
-from flywheel.errors import ConfigError, PlatformError, PlatformUnavailable
+from flywheel.errors import ConfigError, PlatformUnavailable
 from flywheel.platforms.base import EvalType, EvaluationOutcome, Handle, Progress, WorkState
-from flywheel.platforms.nemo.calls import NmpNotFound, as_dict
+from flywheel.platforms.nemo.calls import NmpNotFound, as_dict, cancel_unless_ended
 from flywheel.platforms.nemo.context import EVALUATOR, OWNER_FIELD, NmpContext
 from flywheel.platforms.nemo.payloads import (
     llm_eval_config,
@@ -232,20 +232,13 @@ class NmpEvaluations:
 
     def cancel(self, handle: Handle) -> None:
         job_id, sdk = handle["job_id"], self._ctx.sdk
-        if self._ended(job_id):
-            return
-        try:
-            self._ctx.calls.run(
-                EVALUATOR,
-                f"POST {_JOBS}/{job_id}/cancel",
-                lambda: sdk.evaluation.jobs.cancel(job_id),
-            )
-        except PlatformUnavailable:
-            raise
-        except PlatformError:
-            # Refused because it ended meanwhile (a race with completion) is success.
-            if not self._ended(job_id):
-                raise
+        cancel_unless_ended(
+            self._ctx.calls,
+            service=EVALUATOR,
+            endpoint=f"POST {_JOBS}/{job_id}/cancel",
+            cancel=lambda: sdk.evaluation.jobs.cancel(job_id),
+            ended=lambda: self._ended(job_id),
+        )
 
     def delete(self, handle: Handle) -> None:
         job_id, sdk = handle["job_id"], self._ctx.sdk
