@@ -33,16 +33,20 @@ from flywheel.workflow.sweeper import sweep as sweep_once
 
 log = structlog.get_logger(__name__)
 
+#: Acknowledged only when done and redelivered if the worker dies; a transient failure
+#: (the exception named per task) is retried with backoff a bounded number of times.
+_AT_LEAST_ONCE: dict[str, object] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "retry_backoff": True,
+    "max_retries": 5,
+}
+
 
 @app.task(  # type: ignore[untyped-decorator]
-    name=ADVANCE_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    max_retries=5,
+    name=ADVANCE_TASK, autoretry_for=(StoreUnavailable,), **_AT_LEAST_ONCE
 )
 def advance(self: Task, job_id: str) -> None:
     """Do the next step of one job and schedule the one after it."""
@@ -80,14 +84,7 @@ def sweep() -> None:
 
 
 @app.task(  # type: ignore[untyped-decorator]
-    name=DELETE_ARTIFACTS_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(PlatformUnavailable,),
-    retry_backoff=True,
-    max_retries=5,
+    name=DELETE_ARTIFACTS_TASK, autoretry_for=(PlatformUnavailable,), **_AT_LEAST_ONCE
 )
 def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]]) -> None:
     """Remove a deleted job's platform artifacts and local files."""
@@ -99,14 +96,7 @@ def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]])
 
 
 @app.task(  # type: ignore[untyped-decorator]
-    name=NOTIFY_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    max_retries=5,
+    name=NOTIFY_TASK, autoretry_for=(StoreUnavailable,), **_AT_LEAST_ONCE
 )
 def notify(self: Task, job_id: str) -> None:
     """POST an ended job's signed summary to its webhook, once; record the outcome on the job."""
