@@ -264,7 +264,10 @@ def test_endpoint_evaluation_with_a_remote_judge(
     assert all(p.input_tokens == 11 and p.output_tokens == 4 for p in outcome.predictions)
     candidate_calls = [r for r in requests if r["model"] == "small"]
     assert len(candidate_calls) == 3
-    assert candidate_calls[0]["tools"] == [WEATHER_TOOL]
+    # Requests run concurrently, so their arrival order is not the file's order.
+    by_prompt = {call["messages"][-1]["content"]: call for call in candidate_calls}
+    assert by_prompt["What is the weather in Paris today?"]["tools"] == [WEATHER_TOOL]
+    assert "tools" not in by_prompt["Book a table for two at eight."]
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
