@@ -10,8 +10,16 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +55,23 @@ class Settings(BaseSettings):
     es_verify_certs: bool = Field(
         default=True, validation_alias=_env("ES_VERIFY_CERTS", "es_verify_certs")
     )
+    es_ca_certs: Path | None = Field(
+        default=None,
+        validation_alias=_env("ES_CA_CERTS", "es_ca_certs"),
+        description="PEM bundle of the CA(s) that signed Elasticsearch's certificate "
+        "(a private CA); unset: the public CAs (certifi).",
+    )
+    mongodb_ca_file: Path | None = Field(
+        default=None,
+        validation_alias=_env("MONGODB_CA_FILE", "mongodb_ca_file"),
+        description="PEM bundle of MongoDB's CA, passed as tlsCAFile (and tls=true) unless "
+        "MONGODB_URL names its own tlsCAFile.",
+    )
+    redis_ca_certs: Path | None = Field(
+        default=None,
+        validation_alias=_env("REDIS_CA_CERTS", "redis_ca_certs"),
+        description="PEM bundle of Redis's CA, for rediss:// URLs (broker, GPU leases, health).",
+    )
     redis_url: SecretStr | None = Field(
         default=None, validation_alias=_env("REDIS_URL", "redis_url")
     )
@@ -61,6 +86,16 @@ class Settings(BaseSettings):
     )
     nmp_token: SecretStr | None = Field(
         default=None, validation_alias=_env("NMP_TOKEN", "nmp_token")
+    )
+    nmp_ca_bundle: Path | None = Field(
+        default=None,
+        validation_alias=_env("NMP_CA_BUNDLE", "nmp_ca_bundle"),
+        description="PEM bundle of the CA(s) that signed NMP's certificates (a private CA).",
+    )
+    nmp_verify_ssl: bool = Field(
+        default=True,
+        validation_alias=_env("NMP_VERIFY_SSL", "nmp_verify_ssl"),
+        description="Verify NMP's certificates; false only for testing (logged as a warning).",
     )
     auth_enabled: bool = Field(
         default=True, validation_alias=_env("FLYWHEEL_AUTH_ENABLED", "auth_enabled")
@@ -118,6 +153,19 @@ class Settings(BaseSettings):
         validation_alias=_env("FLYWHEEL_MAX_CONCURRENT_TRAININGS", "max_concurrent_trainings"),
         description="Local platform: customizations (training processes) that run at once.",
     )
+    log_store_outage: Literal["fail", "wait"] = Field(
+        default="fail",
+        validation_alias=_env("FLYWHEEL_LOG_STORE_OUTAGE", "log_store_outage"),
+        description="When the dataset step finds the log store unreachable: 'fail' the job "
+        "once the transient retries are spent, or 'wait' (re-scheduled with capped backoff) "
+        "until it is back, at most log_store_wait_max_s.",
+    )
+    log_store_wait_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=_env("FLYWHEEL_LOG_STORE_WAIT_MAX_S", "log_store_wait_max_s"),
+        description="'wait' mode: how long a job waits for the log store before it fails.",
+    )
     torch_threads: int = Field(
         default=0,
         ge=0,
@@ -134,6 +182,50 @@ class Settings(BaseSettings):
         default="json", validation_alias=_env("FLYWHEEL_LOG_FORMAT", "log_format")
     )
     log_level: str = Field(default="INFO", validation_alias=_env("FLYWHEEL_LOG_LEVEL", "log_level"))
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=_env("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="When set, every ended job is logged to MLflow (needs flywheel[mlflow]).",
+    )
+    mlflow_experiment_name: str = Field(
+        default="flywheel",
+        min_length=1,
+        validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "mlflow_experiment_name"),
+    )
+
+    @field_validator(
+        "es_ca_certs", "mongodb_ca_file", "redis_ca_certs", "nmp_ca_bundle", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose and Helm pass an unset optional variable as an empty string.
+        return None if value == "" else value
+
+    @field_validator("es_ca_certs", "mongodb_ca_file", "redis_ca_certs", "nmp_ca_bundle")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # A typo in a CA path would otherwise surface much later as a TLS handshake failure.
+        if value is not None and not value.is_file():
+            env = str(info.field_name).upper()
+            raise ValueError(
+                f"{env} {str(value)!r} is not a readable file: point it at the PEM bundle of "
+                "the CA that signed the service's certificate, or unset it"
+            )
+        return value.resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _tls_options_in_urls(self) -> Settings:
+        # Every client of Redis and MongoDB (Celery/kombu, redis-py, pymongo) reads TLS
+        # options from the URL, so putting them there reaches all of them at once.
+        if self.redis_url is not None:
+            self.redis_url = SecretStr(
+                tls_redis_url(self.redis_url.get_secret_value(), self.redis_ca_certs)
+            )
+        if self.mongodb_url is not None and self.mongodb_ca_file is not None:
+            self.mongodb_url = SecretStr(
+                tls_mongodb_url(self.mongodb_url.get_secret_value(), self.mongodb_ca_file)
+            )
+        return self
 
     @field_validator("es_collection_name")
     @classmethod
@@ -160,9 +252,17 @@ class Settings(BaseSettings):
 
     @property
     def log_store_url(self) -> str:
-        """The log-store URL: Elasticsearch when configured, else a SQLite file in the data dir."""
+        """The log-store URL: Elasticsearch when configured, else a SQLite file in the data dir.
+
+        ``ES_CA_CERTS`` travels in the URL's query (``?ca_certs=``), so every caller of
+        :func:`~flywheel.stores.registry.open_log_store` verifies against the private CA.
+        """
         if self.elasticsearch_url is not None:
-            return self.elasticsearch_url.get_secret_value()
+            url = self.elasticsearch_url.get_secret_value()
+            if self.es_ca_certs is not None:
+                # Read back by the store registry (see open_log_store), never sent to ES.
+                url = _with_query(url, {"ca_certs": str(self.es_ca_certs)})
+            return url
         return f"sqlite:///{(self.data_dir / 'logs.db').resolve()}"
 
     @property
@@ -175,3 +275,43 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def _with_query(url: str, extra: dict[str, str]) -> str:
+    """``url`` with ``extra`` query options appended, keeping every option it already has."""
+    parts = urlsplit(url)
+    given = {name.lower() for name in parse_qs(parts.query, keep_blank_values=True)}
+    added = urlencode({k: v for k, v in extra.items() if k.lower() not in given})
+    if not added:
+        return url
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit(parts._replace(query=query))
+
+
+def tls_redis_url(url: str, ca_certs: Path | None) -> str:
+    """The Redis URL every client gets: ``rediss://`` verifies certificates unless it says not.
+
+    redis-py and kombu both read ``ssl_cert_reqs`` and ``ssl_ca_certs`` from the query;
+    kombu alone would default a bare ``rediss://`` to *no* verification. A URL that sets
+    either option keeps its own value (``ssl_cert_reqs=none`` is the explicit opt-out).
+
+    Raises:
+        ValueError: a CA bundle is given for a plain ``redis://`` URL (it would be ignored).
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme != "rediss":
+        if ca_certs is not None:
+            raise ValueError(
+                "REDIS_CA_CERTS is set but REDIS_URL does not use TLS: write it as "
+                "rediss://... (or unset REDIS_CA_CERTS)"
+            )
+        return url
+    extra = {"ssl_cert_reqs": "required"}
+    if ca_certs is not None:
+        extra["ssl_ca_certs"] = str(ca_certs)
+    return _with_query(url, extra)
+
+
+def tls_mongodb_url(url: str, ca_file: Path) -> str:
+    """``url`` with ``tls=true`` and ``tlsCAFile`` (unless it names its own)."""
+    return _with_query(url, {"tls": "true", "tlsCAFile": str(ca_file)})

@@ -126,13 +126,18 @@ class ElasticLogStore:
         *,
         index: str,
         verify_certs: bool = True,
+        ca_certs: str | None = None,
         request_timeout: float = REQUEST_TIMEOUT_S,
     ) -> ElasticLogStore:
         """Build a client for ``url`` (credentials may be in the URL); no request is sent yet.
 
+        ``ca_certs`` is a PEM bundle of a private CA to verify the server against
+        (``ES_CA_CERTS``); without it only public CAs (certifi) verify.
+
         Raises:
             ConfigError: the URL cannot be parsed.
         """
+        tls: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
         try:
             client = Elasticsearch(
                 url,
@@ -141,6 +146,7 @@ class ElasticLogStore:
                 max_retries=MAX_RETRIES,
                 verify_certs=verify_certs,
                 serializer=OrjsonSerializer(),
+                **tls,
             )
         except ValueError as exc:
             raise ConfigError(f"ELASTICSEARCH_URL {_public_url(url)!r} is invalid: {exc}") from exc

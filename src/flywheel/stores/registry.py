@@ -2,12 +2,16 @@
 
 ``sqlite:///path`` → SQLite; ``mongodb://`` / ``mongodb+srv://`` → MongoDB (state);
 ``http://`` / ``https://`` → Elasticsearch (logs).
+
+TLS options travel in the URL: MongoDB reads its own (``tls=true&tlsCAFile=...``); for
+Elasticsearch, ``?ca_certs=/path/ca.pem`` (what ``ES_CA_CERTS`` adds) is taken off the URL
+here and handed to the client as its CA bundle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flywheel.errors import ConfigError
 from flywheel.stores.base import LogStore, StateStore
@@ -59,7 +63,19 @@ def _sqlite_logs(url: str, index: str, verify_certs: bool) -> LogStore:
 def _elastic_logs(url: str, index: str, verify_certs: bool) -> LogStore:
     from flywheel.stores.logs_elastic import ElasticLogStore
 
-    return ElasticLogStore.from_url(url, index=index, verify_certs=verify_certs)
+    url, ca_certs = _pop_query(url, "ca_certs")
+    return ElasticLogStore.from_url(url, index=index, verify_certs=verify_certs, ca_certs=ca_certs)
+
+
+def _pop_query(url: str, name: str) -> tuple[str, str | None]:
+    """Split option ``name`` off ``url``'s query (our option, not the server's)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    values = [v for k, v in pairs if k == name]
+    if not values:
+        return url, None
+    rest = urlencode([(k, v) for k, v in pairs if k != name])
+    return urlunsplit(parts._replace(query=rest)), values[-1] or None
 
 
 def _scheme(url: str) -> str:

@@ -2,7 +2,9 @@
 
 Two modes, the same task code:
 
-* ``REDIS_URL`` set: Celery on Redis. Messages are acknowledged *after* the step ran
+* ``REDIS_URL`` set: Celery on Redis (``rediss://``: TLS, certificates verified unless the
+  URL says ``ssl_cert_reqs=none``; ``REDIS_CA_CERTS`` names a private CA).
+  Messages are acknowledged *after* the step ran
   (``acks_late``) and requeued if the worker process dies (``task_reject_on_worker_lost``);
   an unacknowledged message comes back after ``visibility_timeout``. Redis also holds the
   GPU lease table.
@@ -26,13 +28,18 @@ Queues (names prefixed by ``FLYWHEEL_WORKFLOW_QUEUE_PREFIX``):
 from __future__ import annotations
 
 import contextlib
+import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import structlog
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 from celery.worker.consumer import Consumer
 
+from flywheel.errors import ConfigError
+from flywheel.logging import configure_logging
 from flywheel.settings import Settings, get_settings
 from flywheel.workflow import fs_transport
 from flywheel.workflow.options import WorkflowOptions
@@ -106,6 +113,8 @@ def celery_config(settings: Settings, options: WorkflowOptions) -> dict[str, Any
         if options.queue_prefix:
             transport["global_keyprefix"] = options.queue_prefix
         config["broker_transport_options"] = transport
+        if (use_ssl := broker_ssl(config["broker_url"])) is not None:
+            config["broker_use_ssl"] = use_ssl
     else:
         root = broker_dir(settings)  # created by ensure_broker_dirs, not at import
         fs_transport.register()
@@ -126,6 +135,37 @@ def celery_config(settings: Settings, options: WorkflowOptions) -> dict[str, Any
     return config
 
 
+def broker_ssl(url: str) -> dict[str, Any] | None:
+    """kombu's ``broker_use_ssl`` for a ``rediss://`` URL (None for plain ``redis://``).
+
+    Set explicitly because kombu turns a bare ``rediss://`` into ``CERT_NONE``. The URL was
+    completed by the settings (``ssl_cert_reqs=required`` unless it says otherwise, and
+    ``ssl_ca_certs`` from ``REDIS_CA_CERTS``); this copies those options over.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    reqs = query.get("ssl_cert_reqs", "required").lower()
+    modes = {
+        "required": ssl.CERT_REQUIRED,
+        "cert_required": ssl.CERT_REQUIRED,
+        "optional": ssl.CERT_OPTIONAL,
+        "cert_optional": ssl.CERT_OPTIONAL,
+        "none": ssl.CERT_NONE,
+        "cert_none": ssl.CERT_NONE,
+    }
+    if reqs not in modes:
+        raise ConfigError(
+            f"REDIS_URL has ssl_cert_reqs={reqs!r}; use required (the default), optional or none"
+        )
+    options: dict[str, Any] = {"ssl_cert_reqs": modes[reqs]}
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if query.get(key):
+            options[key] = query[key]
+    return options
+
+
 def ensure_broker_dirs(conf: Any) -> None:
     """Create the embedded broker's folders (no-op on Redis); producers and workers call it."""
     if not str(conf.broker_url or "").startswith(f"{fs_transport.ALIAS}://"):
@@ -134,6 +174,33 @@ def ensure_broker_dirs(conf: Any) -> None:
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _keep_our_logging(**_: Any) -> None:
+    # A receiver here stops Celery from installing its own (plain-text) handlers: the
+    # worker's lines, Celery's included, stay JSON with the bound context.
+    settings = get_settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+
+
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _bind_task_context(
+    task_id: str | None = None, task: Any = None, args: Any = None, **_: Any
+) -> None:
+    # Bound before the task runs and kept until after Celery's own "succeeded" line, so
+    # every line of a task, Celery's included, carries its job id. Every task of ours
+    # except the sweep takes the job id as its first argument.
+    structlog.contextvars.clear_contextvars()
+    context: dict[str, Any] = {"task_id": task_id, "task": getattr(task, "name", None)}
+    if args and isinstance(args[0], str) and getattr(task, "name", None) != SWEEP_TASK:
+        context["job_id"] = args[0]
+    structlog.contextvars.bind_contextvars(**context)
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _unbind_task_context(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
 
 
 @worker_init.connect  # type: ignore[untyped-decorator]

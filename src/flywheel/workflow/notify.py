@@ -16,6 +16,9 @@ a redelivered or duplicate task finds ``sent`` (or ``failed``, or a live claim) 
 nothing. The outcome is recorded there (``status``, ``attempts``, ``status_code``,
 ``error``, ``at``); a failure also adds a line to ``Job.warnings``. The job's status never
 changes.
+
+MLflow tracking (``MLFLOW_TRACKING_URI``) hooks in here too, before the webhook: see
+:func:`flywheel.tracking.record.track`, recorded in ``state["tracking"]``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from flywheel.domain.jobs import TERMINAL_STATUSES, Job, JobId
 from flywheel.errors import Conflict, NotFound
 from flywheel.services.webhooks import Delivery, WebhookSender, safe_url
 from flywheel.stores.base import StateStore
+from flywheel.tracking.record import track
 from flywheel.workflow.options import WorkflowOptions
 
 log = structlog.get_logger(__name__)
@@ -181,12 +185,53 @@ def notify(
     default_url: str | None = None,
     default_secret_env: str | None = None,
     sender: Sender | None = None,
+    mlflow_tracking_uri: str | None = None,
+    mlflow_experiment_name: str = "flywheel",
 ) -> str | None:
-    """Post ``job_id``'s summary once; record the outcome. Returns it (None: nothing to do)."""
+    """Post ``job_id``'s summary once; record the outcome. Returns it (None: nothing to do).
+
+    First, when ``mlflow_tracking_uri`` is given, log the ended job to MLflow once
+    (:func:`~flywheel.tracking.record.track`); its outcome is recorded apart from the
+    webhook's. Every line logged meanwhile carries ``job_id`` and ``stage=notify``.
+    """
+    with structlog.contextvars.bound_contextvars(job_id=job_id, stage="notify"):
+        return _notify(
+            state,
+            job_id,
+            options=options,
+            now_ms=now_ms,
+            default_url=default_url,
+            default_secret_env=default_secret_env,
+            sender=sender,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment_name=mlflow_experiment_name,
+        )
+
+
+def _notify(
+    state: StateStore,
+    job_id: JobId,
+    *,
+    options: WorkflowOptions,
+    now_ms: Callable[[], int],
+    default_url: str | None,
+    default_secret_env: str | None,
+    sender: Sender | None,
+    mlflow_tracking_uri: str | None,
+    mlflow_experiment_name: str,
+) -> str | None:
     try:
         job = state.get_job(job_id)
     except NotFound:
         return None
+    if mlflow_tracking_uri and job.status in TERMINAL_STATUSES:
+        job = track(
+            state,
+            job,
+            tracking_uri=mlflow_tracking_uri,
+            experiment_name=mlflow_experiment_name,
+            now_ms=now_ms,
+        )
     if not pending(job):
         return None
     where = target(job, default_url=default_url, default_secret_env=default_secret_env)

@@ -116,6 +116,34 @@ app.kubernetes.io/component: {{ .component }}
       name: {{ include "flywheel.secretName" . }}
       key: NMP_TOKEN
       optional: true
+- name: NMP_VERIFY_SSL
+  value: {{ .Values.config.nmp.verifySsl | toString | quote }}
+{{- with .Values.config.tls.esCaCerts }}
+- name: ES_CA_CERTS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.tls.mongodbCaFile }}
+- name: MONGODB_CA_FILE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.tls.redisCaCerts }}
+- name: REDIS_CA_CERTS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.tls.nmpCaBundle }}
+- name: NMP_CA_BUNDLE
+  value: {{ . | quote }}
+{{- end }}
+{{- $mlflowUri := .Values.config.mlflow.trackingUri }}
+{{- if and (not $mlflowUri) .Values.mlflow.enabled }}
+{{- $mlflowUri = printf "http://%s-mlflow:%d" (include "flywheel.fullname" .) (int .Values.mlflow.port) }}
+{{- end }}
+{{- with $mlflowUri }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ . | quote }}
+- name: MLFLOW_EXPERIMENT_NAME
+  value: {{ $.Values.config.mlflow.experimentName | quote }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

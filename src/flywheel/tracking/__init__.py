@@ -1,0 +1,1 @@
+"""Experiment tracking of ended jobs (MLflow, optional: ``flywheel[mlflow]``)."""
