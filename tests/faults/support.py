@@ -21,12 +21,12 @@ from tests.faults.fault_platform import FaultyPlatform
 from tests.workflow.support import llm_config
 
 OUTAGE_ENV = "FLYWHEEL_FAULT_OUTAGE_S"
-"""Seconds a store stays down (default 10; the issue's 30 s: ``FLYWHEEL_FAULT_OUTAGE_S=30``)."""
+"""Seconds a store stays down (default: the issue's 30 s)."""
 
 
-def outage_s() -> float:
-    """How long the state-store outage lasts."""
-    return float(os.environ.get(OUTAGE_ENV, "10"))
+def outage_s(default: float = 30.0) -> float:
+    """How long the state-store outage lasts (``FLYWHEEL_FAULT_OUTAGE_S`` overrides)."""
+    return float(os.environ.get(OUTAGE_ENV, str(default)))
 
 
 def write_job_config(path: Path, names: list[str]) -> Path:

@@ -36,8 +36,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_es_server(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
+def start_es_server(tmp_dir: Path, *, port: int = 0) -> tuple[str, Callable[[], None]]:
     """Start noida-db's Elasticsearch API under ``tmp_dir``; return its URL and a stop function.
+
+    ``port``: 0 picks a free one; a server restarted on its old port and ``tmp_dir`` keeps
+    its data, like an Elasticsearch node coming back.
 
     Raises:
         RuntimeError: it did not answer within START_TIMEOUT_S (its output is in the message).
@@ -58,7 +61,7 @@ def start_es_server(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
                 "--only",
                 "elasticsearch",
                 "--elasticsearch-port",
-                "0",
+                str(port),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

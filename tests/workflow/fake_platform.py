@@ -62,6 +62,7 @@ DEFAULT_SCRIPT: dict[str, Any] = {
     # "evaluation_outcome": scoring at finalize) waits while its gate is true (at most
     # HOLD_MAX_S), so a test can catch a step in the middle and release it later.
     "hold": {},
+    "served": [],  # model names the platform already serves (is_model_served), e.g. a judge
 }
 
 HOLD_MAX_S = 120.0
@@ -251,6 +252,10 @@ class FakePlatform:
     def shutdown_deployment(self, handle: Handle) -> None:
         """Mark shut down (idempotent)."""
         self._mark(handle, "shut_down_at")
+
+    def is_model_served(self, model_name: str) -> bool:
+        """True for the script's ``served`` models."""
+        return model_name in self.script()["served"]
 
     def start_evaluation(
         self,

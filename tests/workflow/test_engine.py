@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flywheel.config.schema import StageTimeouts
+from flywheel.config.schema import LLMJudgeConfig, StageTimeouts
 from flywheel.domain.jobs import Job, JobId, JobStatus, JobType
 from flywheel.workflow import engine
 from flywheel.workflow.engine import Action, Kind, Timing, decide, initial_state
@@ -270,3 +270,69 @@ def test_iter_handles_lists_every_recorded_handle() -> None:
     job = _with(job, candidates__a__work__base__handle={"id": "ev"})
     kinds = sorted(k for k, *_ in engine.iter_handles(job.state))
     assert kinds == ["datasets", "deployment", "evaluation"]
+
+
+def _with_judge(judge: Any, **paths: Any) -> Job:
+    config = llm_config(
+        ["a"],
+        llm_judge_config=judge,
+        timeouts=StageTimeouts(datasets=60, deployment=60, evaluation=60, customization=60),
+    )
+    job = Job(
+        id=JobId("job_1"),
+        client_id="c",
+        workload_id="w",
+        status=JobStatus.running,
+        config=config.model_dump(mode="json"),
+    )
+    job = job.model_copy(update={"state": initial_state(job, config, NOW - 1000)})
+    return _with(_uploaded(job), **paths)
+
+
+def test_the_judge_stage_comes_between_datasets_and_candidates() -> None:
+    remote = LLMJudgeConfig(type="remote", url="http://judge/v1", model_name="j")
+    assert _next(_with_judge(remote)) == Action(Kind.check_judge)
+    assert engine.stage_name(_with_judge(remote).state) == "judge"
+    deployed = LLMJudgeConfig(type="deployed", model_name="j", gpus=1)
+    assert _next(_with_judge(deployed)) == Action(Kind.start_judge)
+    starting = _with_judge(
+        deployed, judge__status="starting", judge__handle={"id": "j"}, judge__started_at=NOW
+    )
+    assert _next(starting) == Action(Kind.poll_judge)
+    late = _with(starting, judge__started_at=NOW - 61_000)
+    action = _next(late)
+    assert action is not None
+    assert action.kind is Kind.fail_judge
+    assert "judge deployment not ready after 60 s" in (action.reason or "")
+    failed = _with(starting, judge__status="failed", judge__error="LLM judge 'j' …")
+    assert _next(failed) == Action(Kind.stop_all, reason="LLM judge 'j' …")
+    for ready in (_with(starting, judge__status="ready"), _with_judge(LLMJudgeConfig())):
+        assert _next(ready) == Action(Kind.acquire_capacity, "a")
+
+
+def test_an_owned_judge_is_shut_down_before_finalize_a_shared_one_is_not() -> None:
+    deployed = LLMJudgeConfig(type="deployed", model_name="j")
+    ended = {"candidates__a__status": engine.COMPLETED}
+    owned = _with_judge(deployed, judge__status="ready", judge__handle={"id": "j"}, **ended)
+    assert _next(owned) == Action(Kind.shutdown_judge)
+    assert _next(_with(owned, judge__status="shut_down")) == Action(Kind.finalize)
+    shared = _with_judge(deployed, judge__status="ready", judge__shared=True, **ended)
+    assert _next(shared) == Action(Kind.finalize)
+
+
+def test_a_state_from_before_the_judge_stage_goes_on_to_the_candidates() -> None:
+    job = _uploaded(_job())
+    state = dict(job.state)
+    del state["judge"]
+    assert _next(job.model_copy(update={"state": state})) == Action(Kind.acquire_capacity, "a")
+
+
+def test_datasets_waiting_for_the_log_store_wait_until_the_next_attempt() -> None:
+    wait = {"since": NOW - 5000, "attempts": 2, "error": "Elasticsearch at http://es down"}
+    job = _with(_job(), datasets__log_store_wait={**wait, "next_at": NOW + 2000})
+    decision = decide(job, now_ms=NOW, timing=TIMING)
+    assert decision.action is None
+    assert decision.wait_s == 2.0
+    assert _next(job, now=NOW + 2000) == Action(Kind.build_datasets)
+    label = engine.stage_label(job.state)
+    assert label.startswith("datasets: waiting for the log store (Elasticsearch at http://es")

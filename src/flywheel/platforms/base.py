@@ -131,6 +131,14 @@ class ModelPlatform(Protocol):
         """Stop a deployment the job started; never one it merely reused (idempotent)."""
         ...
 
+    def is_model_served(self, model_name: str) -> bool:
+        """True when the platform already serves ``model_name`` (e.g. a shared LLM judge).
+
+        The workflow then uses that model as it is and never shuts it down; a model that is
+        not served is deployed for the job (``start_deployment``) and shut down at its end.
+        """
+        ...
+
     def start_evaluation(
         self,
         *,

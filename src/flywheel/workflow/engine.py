@@ -7,12 +7,15 @@ The job DAG::
 
     pending ─initialize─▶ running
       datasets: build (long queue) ─▶ upload
+                (log store down, FLYWHEEL_LOG_STORE_OUTAGE=wait: build ⟲ with capped backoff)
+      judge:    remote: check ⟲ │ deployed: served? use it │ start ─▶ poll… ─▶ ready
+                (local / none: ready at once)
       per candidate, concurrently, bounded by the GPU budget:
         waiting ─acquire─▶ queued (reason) ⟲ │ deploying ─start─▶ poll… ─ready─▶ active
         active:  base eval ‖ icl eval ‖ (customize ─▶ customized eval)     (llm_job)
                  base eval ‖ (customize ─▶ customized eval)                 (embedding_job)
         all work terminal (or the deployment failed) ─▶ shutting_down ─shutdown─▶ completed|failed
-      every candidate ended ─finalize (long queue)─▶ completed | failed
+      every candidate ended ─(shutdown_judge)─finalize (long queue)─▶ completed | failed
     cancelling ─stop_all─▶ cancelled        (an abort: stop_all ─▶ failed with the reason)
 
 Each action does one thing. Actions that *start* platform work first claim the job with a
@@ -29,6 +32,14 @@ from typing import Any
 
 from flywheel.config.schema import CandidateModel, JobConfig
 from flywheel.domain.jobs import TERMINAL_STATUSES, Job, JobStatus, JobType
+from flywheel.workflow.judge import (
+    J_FAILED,
+    J_PENDING,
+    J_QUEUED,
+    J_READY,
+    J_SHUT_DOWN,
+    judge_gpus,
+)
 
 STATE_SCHEMA = 1
 
@@ -73,6 +84,11 @@ class Kind(StrEnum):
     start_customization = "start_customization"
     poll_customization = "poll_customization"
     expire = "expire"
+    check_judge = "check_judge"
+    start_judge = "start_judge"
+    poll_judge = "poll_judge"
+    fail_judge = "fail_judge"
+    shutdown_judge = "shutdown_judge"
     shutdown = "shutdown"
     finalize = "finalize"
     stop_all = "stop_all"
@@ -85,6 +101,7 @@ _CLAIMING = frozenset(
         Kind.start_deployment,
         Kind.start_evaluation,
         Kind.start_customization,
+        Kind.start_judge,
     }
 )
 _LONG = frozenset({Kind.build_datasets, Kind.finalize})
@@ -194,8 +211,28 @@ def initial_state(job: Job, config: JobConfig, now_ms: int) -> dict[str, Any]:
             },
             "work": {item: _work() for item in work_plan(c, config, job.job_type)},
         }
+    judge = config.llm_judge_config
     return {
         "schema": STATE_SCHEMA,
+        "judge": {
+            "type": judge.type,
+            "model": judge.model_name,
+            "url": judge.url,
+            # local: loaded by the evaluations themselves; none: nothing to prepare.
+            "status": J_READY if judge.type in ("local", "none") else J_PENDING,
+            "shared": False,
+            "owned": False,
+            "handle": None,
+            "gpus": judge_gpus(judge) if judge.type == "deployed" else 0,
+            "lease": False,
+            "reason": None,
+            "next_check_at": 0,
+            "next_poll_at": 0,
+            "started_at": None,
+            "ready_at": None,
+            "message": None,
+            "error": None,
+        },
         "started_at": now_ms,
         "last_step_at": now_ms,
         "claim": None,
@@ -224,11 +261,15 @@ def job_config(job: Job) -> JobConfig:
 def iter_handles(state: Mapping[str, Any]) -> Iterator[tuple[str, str, str | None, Any]]:
     """Every platform handle recorded in ``state``: ``(kind, candidate, item, handle)``.
 
-    ``kind`` is ``datasets``, ``deployment``, ``evaluation`` or ``customization``.
+    ``kind`` is ``datasets``, ``judge`` (a judge deployment the job started and owns; a
+    shared judge has no handle), ``deployment``, ``evaluation`` or ``customization``.
     """
     datasets = state.get("datasets") or {}
     if datasets.get("handle"):
         yield "datasets", "", None, datasets["handle"]
+    judge = state.get("judge") or {}
+    if judge.get("handle"):
+        yield "judge", "", None, judge["handle"]
     for name, cand in (state.get("candidates") or {}).items():
         if cand["deployment"].get("handle"):
             yield "deployment", name, None, cand["deployment"]["handle"]
@@ -268,6 +309,9 @@ def decide(job: Job, *, now_ms: int, timing: Timing, task_id: str | None = None)
     if datasets["status"] == "failed":
         return Decision(Action(Kind.stop_all, reason=datasets["error"] or "datasets failed"))
     if datasets["status"] == "pending":
+        wait = datasets.get("log_store_wait")
+        if wait is not None and wait["next_at"] > now_ms:
+            return Decision(wait_s=max(wait["next_at"] - now_ms, 1) / 1000)
         started = datasets.get("started_at")
         limit_ms = config.timeouts.datasets * 1000
         if started is not None and now_ms - started > limit_ms:
@@ -281,7 +325,41 @@ def decide(job: Job, *, now_ms: int, timing: Timing, task_id: str | None = None)
     if datasets["status"] == "built":
         return Decision(Action(Kind.upload_datasets))
 
+    judge = state.get("judge")  # absent in states written before the judge stage existed
+    if judge is not None and judge["status"] not in (J_READY, J_SHUT_DOWN):
+        return _decide_judge(judge, config, now_ms=now_ms, timing=timing)
     return _decide_candidates(state, config, now_ms=now_ms, timing=timing)
+
+
+def _decide_judge(
+    judge: Mapping[str, Any], config: JobConfig, *, now_ms: int, timing: Timing
+) -> Decision:
+    """The judge stage: make the judge ready before any candidate deploys."""
+    status = judge["status"]
+    if status == J_FAILED:
+        return Decision(Action(Kind.stop_all, reason=judge["error"] or "the LLM judge failed"))
+    if judge["type"] == "remote":
+        return Decision(Action(Kind.check_judge))
+    if status in (J_PENDING, J_QUEUED):
+        due = int(judge["next_check_at"])
+        if due > now_ms:
+            return Decision(wait_s=max(due - now_ms, 1) / 1000)
+        return Decision(Action(Kind.start_judge))
+    # starting
+    deadline = judge["started_at"] + config.timeouts.deployment * 1000
+    if now_ms > deadline:
+        reason = f"judge deployment not ready after {config.timeouts.deployment} s"
+        return Decision(Action(Kind.fail_judge, reason=reason))
+    due = int(judge["next_poll_at"])
+    if due > now_ms:
+        return Decision(wait_s=max(min(due, deadline + 1) - now_ms, 1) / 1000)
+    return Decision(Action(Kind.poll_judge))
+
+
+def judge_to_shut_down(state: Mapping[str, Any]) -> bool:
+    """True when the job started a judge deployment that is not shut down yet."""
+    judge = state.get("judge") or {}
+    return bool(judge.get("handle")) and judge.get("status") != J_SHUT_DOWN
 
 
 def _decide_candidates(
@@ -306,6 +384,8 @@ def _decide_candidates(
         if buckets[rank]:
             return Decision(buckets[rank][0])
     if all(c["status"] in CANDIDATE_ENDED for c in state["candidates"].values()):
+        if judge_to_shut_down(state):
+            return Decision(Action(Kind.shutdown_judge))
         return Decision(Action(Kind.finalize))
     wait_ms = (min(due) - now_ms) if due else timing.poll_interval_ms
     return Decision(wait_s=max(wait_ms, 1) / 1000)
@@ -390,10 +470,13 @@ def progress_percent(state: Mapping[str, Any]) -> float:
 
 
 def stage_name(state: Mapping[str, Any]) -> str:
-    """A one-word description of where the job stands (``Job.stage``)."""
+    """A one-word description of where the job stands (see :func:`stage_label`)."""
     datasets = state.get("datasets") or {}
     if datasets.get("status") in ("pending", "built"):
         return "datasets"
+    judge = state.get("judge") or {}
+    if judge and judge.get("status") not in (J_READY, J_SHUT_DOWN):
+        return "judge"
     statuses = {c["status"] for c in state.get("candidates", {}).values()}
     if statuses <= CANDIDATE_ENDED:
         return "finalizing"
@@ -401,3 +484,24 @@ def stage_name(state: Mapping[str, Any]) -> str:
         if stage in statuses:
             return {ACTIVE: "evaluating"}.get(stage, stage)
     return "running"
+
+
+def stage_label(state: Mapping[str, Any]) -> str:
+    """``Job.stage``: the stage's name, with what it waits for when it waits on something
+    outside the job (the log store in ``wait`` mode, the LLM judge)."""
+    stage = stage_name(state)
+    datasets = state.get("datasets") or {}
+    wait = datasets.get("log_store_wait")
+    if stage == "datasets" and wait is not None:
+        error = str(wait["error"])
+        error = error if len(error) <= 300 else error[:300] + "…"
+        return (
+            f"datasets: waiting for the log store ({error}); attempt "
+            f"{wait['attempts']}, retrying by itself until it answers"
+        )
+    if stage == "judge":
+        judge = state["judge"]
+        what = judge["url"] if judge["type"] == "remote" else judge["model"]
+        detail = judge.get("reason") or judge.get("message") or judge["status"]
+        return f"judge: {judge['type']} {what}: {detail}"
+    return stage

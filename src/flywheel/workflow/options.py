@@ -46,6 +46,31 @@ class WorkflowOptions(BaseSettings):
         default=5, ge=0, description="Retries of one action on transient platform/store errors."
     )
     retry_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles.")
+    log_store_wait_max_backoff_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="FLYWHEEL_LOG_STORE_OUTAGE=wait: longest delay between two attempts of a "
+        "dataset step waiting for the log store (the delay starts at retry_backoff_s and "
+        "doubles).",
+    )
+    store_retry_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="State store unreachable: first delay before a task (advance, notify) "
+        "is retried; doubles up to store_retry_max_backoff_s.",
+    )
+    store_retry_max_backoff_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="State store unreachable: longest delay between two retries of a task, "
+        "so the job resumes at most this long after the store is back.",
+    )
+    store_outage_ride_out_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="State store unreachable: a task keeps retrying until its delays add up "
+        "to this; beyond it the task gives up and the recovery sweep re-enqueues the job.",
+    )
     visibility_timeout_s: float = Field(
         default=3600.0,
         gt=0,
@@ -80,6 +105,29 @@ class WorkflowOptions(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]*$",
         description="Prefix for queue names and broker keys (isolates test runs, tenants).",
     )
+
+    def store_retry_delay(self, retries: int) -> float | None:
+        """Countdown of a task's next retry after ``retries`` failed ones on a state-store
+        outage (capped exponential backoff), or ``None`` once the ride-out budget is spent.
+
+        Capped rather than plain doubling so that a long outage does not leave a task
+        asleep for minutes after the store came back.
+        """
+
+        def delay(i: int) -> float:
+            # 2**30 × any backoff is far beyond any cap; the bound keeps floats finite.
+            return float(
+                min(self.store_retry_backoff_s * 2 ** min(i, 30), self.store_retry_max_backoff_s)
+            )
+
+        if sum(delay(i) for i in range(retries)) >= self.store_outage_ride_out_s:
+            return None
+        return delay(retries)
+
+    def log_store_wait_delay(self, attempts: int) -> float:
+        """Countdown before attempt ``attempts + 1`` of a dataset step waiting for the log store."""
+        exponent = min(max(attempts - 1, 0), 30)  # 2**30 × any backoff is far beyond the cap
+        return float(min(self.retry_backoff_s * 2**exponent, self.log_store_wait_max_backoff_s))
 
     @property
     def steps_queue(self) -> str:

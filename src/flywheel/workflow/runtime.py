@@ -87,13 +87,22 @@ def build_services(settings: Settings, options: WorkflowOptions) -> WorkflowServ
         options=options,
         gpu_budget=settings.gpu_budget,
         data_dir=settings.data_dir.resolve(),
+        log_store_outage=settings.log_store_outage,
+        log_store_wait_max_s=settings.log_store_wait_max_s,
     )
+
+
+@functools.cache
+def options() -> WorkflowOptions:
+    """This process's workflow options, read once (available even when the ports are not:
+    a task retrying through a state-store outage needs its backoff)."""
+    return WorkflowOptions()
 
 
 @functools.cache
 def services() -> WorkflowServices:
     """This process's ports, built once."""
-    return build_services(get_settings(), WorkflowOptions())
+    return build_services(get_settings(), options())
 
 
 @functools.cache

@@ -14,7 +14,11 @@ say what to schedule next. It is safe to run any number of times, concurrently:
 
 Transient errors (platform or store unavailable) are retried with backoff a bounded number
 of times; anything else fails the smallest scope that contains it: the work item, then the
-candidate, then the job. A candidate's failure never fails the others.
+candidate, then the job. A candidate's failure never fails the others. One exception: with
+``FLYWHEEL_LOG_STORE_OUTAGE=wait`` the dataset step waits for an unreachable log store
+(re-scheduled with capped backoff, never sleeping in a task) for up to
+``FLYWHEEL_LOG_STORE_WAIT_MAX_S``, because an outage of the log store says nothing about the
+job and a retry budget of seconds would fail every job queued during it.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from flywheel.domain.logs import LogKind
 from flywheel.errors import Conflict, NotFound, PlatformUnavailable, StoreUnavailable
 from flywheel.platforms.base import EvalType, Handle, ModelPlatform, WorkState
 from flywheel.stores.base import LogStore, StateStore
-from flywheel.workflow import engine, metrics, scoring
+from flywheel.workflow import engine, judge, metrics, scoring
 from flywheel.workflow.capacity import CapacityLedger, owner_key
 from flywheel.workflow.datasets import DatasetBuilder, dataset_files
 from flywheel.workflow.engine import (
@@ -109,6 +113,8 @@ class Result:
     """A transient failure: only the retry counter changes; the action runs again."""
     handle: Handle | None = None
     """The platform handle a start action obtained."""
+    wait_s: float | None = None
+    """With ``retry``: the countdown before the action runs again (default: the backoff)."""
 
 
 @dataclass
@@ -124,6 +130,10 @@ class WorkflowServices:
     gpu_budget: int
     data_dir: Path
     clock: Callable[[], int] = now_ms
+    log_store_outage: str = "fail"
+    """``FLYWHEEL_LOG_STORE_OUTAGE``: ``fail`` or ``wait`` (see the module docstring)."""
+    log_store_wait_max_s: float = 3600.0
+    """``FLYWHEEL_LOG_STORE_WAIT_MAX_S``: the longest wait for the log store in ``wait`` mode."""
 
 
 class StepRunner:
@@ -161,7 +171,11 @@ class StepRunner:
             return Next(decision.wait_s)
         action = decision.action
         bound = structlog.contextvars.bound_contextvars(
-            job_id=job_id, action=action.kind.value, candidate=action.candidate, item=action.item
+            job_id=job_id,
+            stage=job.stage or job.status.value,
+            action=action.kind.value,
+            candidate=action.candidate,
+            item=action.item,
         )
         with bound:
             started = time.perf_counter()
@@ -200,12 +214,21 @@ class StepRunner:
         try:
             result = self._execute(job, action, now)
         except _TRANSIENT as exc:
-            result = self._transient(job, action, exc)
+            if (
+                action.kind is Kind.build_datasets
+                and isinstance(exc, StoreUnavailable)
+                and self.s.log_store_outage == "wait"
+            ):
+                result = self._wait_for_log_store(job, action, exc, now)
+            else:
+                result = self._transient(job, action, exc)
             outcome = "retry" if result.retry else "failed"
             if result.retry:
                 committed = self._commit(job, action, result, token)
                 if committed is None:
                     return STOP, "lost"
+                if result.wait_s is not None:
+                    return Next(result.wait_s), outcome
                 attempt = int(committed.state["retries"].get(action.key, 1))
                 return Next(self.s.options.retry_backoff_s * 2 ** (attempt - 1)), outcome
         except Exception as exc:
@@ -238,9 +261,14 @@ class StepRunner:
                 state.get("retries", {}).pop(action.key, None)
             state["last_step_at"] = self.s.clock()
             status = result.changes.get("status")
+            if status in TERMINAL_STATUSES:
+                # Ending the job: show the candidates' final state first, so that whoever
+                # sees the job ended also sees its candidates ended (a lost commit is
+                # projected again by the step that wins).
+                self._project(job.model_copy(update={"state": state}), result.touched)
             changes: dict[str, Any] = {
                 "state": state,
-                "stage": status.value if status in TERMINAL_STATUSES else engine.stage_name(state),
+                "stage": status.value if status in TERMINAL_STATUSES else engine.stage_label(state),
                 "progress": engine.progress_percent(state),
                 **result.changes,
             }
@@ -290,6 +318,39 @@ class StepRunner:
 
         return Result(mutate, touched=(), retry=True)
 
+    def _wait_for_log_store(self, job: Job, action: Action, exc: Exception, now: int) -> Result:
+        """``wait`` mode: record the outage on the job and run the dataset step again later.
+
+        The stage timeout restarts with the next attempt (``started_at`` is cleared): the
+        wait has its own limit, ``log_store_wait_max_s``.
+        """
+        previous = job.state["datasets"].get("log_store_wait") or {}
+        since = int(previous.get("since") or now)
+        attempts = int(previous.get("attempts") or 0) + 1
+        waited_s = (now - since) / 1000
+        limit = self.s.log_store_wait_max_s
+        if waited_s >= limit:
+            return self._failure(
+                job,
+                action,
+                f"the log store stayed unreachable for {waited_s:.0f} s, longer than "
+                f"FLYWHEEL_LOG_STORE_WAIT_MAX_S={limit:g} ({_describe(exc)}); bring it back "
+                "(or raise FLYWHEEL_LOG_STORE_WAIT_MAX_S) and run the job again",
+            )
+        delay = self.s.options.log_store_wait_delay(attempts)
+        log.warning("datasets_waiting_for_log_store", attempt=attempts, error=str(exc))
+        wait = {
+            "since": since,
+            "attempts": attempts,
+            "error": _describe(exc),
+            "next_at": now + int(delay * 1000),
+        }
+
+        def mutate(state: State) -> None:
+            state["datasets"].update(log_store_wait=wait, started_at=None)
+
+        return Result(mutate, touched=(), retry=True, wait_s=delay)
+
     def _failure(self, job: Job, action: Action, error: str) -> Result:
         """The result of an action that failed for good: fail the smallest scope."""
         name, item = action.candidate, action.item
@@ -307,6 +368,24 @@ class StepRunner:
                 st["datasets"]["error"] = f"datasets: {error}"
 
             return Result(fail_datasets, touched=())
+        if kind is Kind.shutdown_judge:
+            # The candidates' results stand; say what may still be running.
+            self.s.capacity.release(owner_key(job.id, judge.JUDGE_OWNER))
+            leftover = (
+                f"LLM judge deployment {job.state['judge']['handle']} shutdown failed: {error}"
+            )
+
+            def judge_left(st: State) -> None:
+                st["judge"].update(status=judge.J_SHUT_DOWN, lease=False, error=leftover)
+
+            return Result(judge_left, {"warnings": [*job.warnings, leftover]}, touched=())
+        if kind in (Kind.check_judge, Kind.start_judge, Kind.poll_judge, Kind.fail_judge):
+            message = judge.failure_message(job_config(job).llm_judge_config, error)
+
+            def fail_judge(st: State) -> None:
+                st["judge"].update(status=judge.J_FAILED, error=message, reason=None)
+
+            return Result(fail_judge, touched=())
         if kind is Kind.finalize:
             return Result(
                 lambda st: None,
@@ -391,6 +470,11 @@ class StepRunner:
             Kind.poll_evaluation: self._poll_work,
             Kind.poll_customization: self._poll_work,
             Kind.expire: self._expire,
+            Kind.check_judge: self._check_judge,
+            Kind.start_judge: self._start_judge,
+            Kind.poll_judge: self._poll_judge,
+            Kind.fail_judge: self._fail_judge,
+            Kind.shutdown_judge: self._shutdown_judge,
             Kind.shutdown: self._shutdown,
             Kind.finalize: self._finalize,
             Kind.stop_all: self._stop_all,
@@ -424,6 +508,9 @@ class StepRunner:
 
         def mutate(st: State) -> None:
             d = st["datasets"]
+            wait = d.pop("log_store_wait", None)
+            if wait is not None:
+                d["log_store_waited_s"] = round((self.s.clock() - wait["since"]) / 1000, 3)
             d.update(
                 status="built",
                 dir=str(out_dir),
@@ -464,12 +551,15 @@ class StepRunner:
         name = _name(action)
         candidate = _candidate(job, name)
         budget = self.s.gpu_budget
-        if candidate.gpus > budget:
+        judge_state = job.state.get("judge") or {}
+        held = int(judge_state.get("gpus") or 0) if judge_state.get("lease") else 0
+        if candidate.gpus > budget - held:
+            by_judge = f", of which this job's LLM judge holds {held}" if held else ""
             return self._failure(
                 job,
                 action,
                 f"needs {candidate.gpus} GPU(s) but the GPU budget (FLYWHEEL_GPU_BUDGET) is "
-                f"{budget}; it can never be scheduled",
+                f"{budget}{by_judge}; it can never be scheduled",
             )
         if candidate.gpus == 0:
             granted, reason = True, None
@@ -630,6 +720,112 @@ class StepRunner:
 
         return Result(mutate, touched=(name,))
 
+    # -- the judge stage -------------------------------------------------------------------
+    def _check_judge(self, job: Job, action: Action, now: int) -> Result:
+        """A remote judge: one probe (unreachable: retried as a transient error)."""
+        found = judge.probe_remote_judge(job_config(job).llm_judge_config)
+
+        def mutate(st: State) -> None:
+            st["judge"].update(
+                status=judge.J_READY, ready_at=self.s.clock(), message=found, error=None
+            )
+
+        return Result(mutate, touched=())
+
+    def _start_judge(self, job: Job, action: Action, now: int) -> Result:
+        """A deployed judge: use the platform's if it serves one, else lease GPUs and deploy."""
+        config = job_config(job).llm_judge_config
+        model = str(config.model_name)
+        platform = self.s.platform
+        if platform.is_model_served(model):
+            shared = (
+                f"{model} is already served by the platform: shared, never shut down by this job"
+            )
+
+            def use_shared(st: State) -> None:
+                st["judge"].update(
+                    status=judge.J_READY,
+                    shared=True,
+                    owned=False,
+                    reason=None,
+                    ready_at=self.s.clock(),
+                    message=shared,
+                )
+
+            return Result(use_shared, touched=())
+        gpus = int(job.state["judge"]["gpus"])
+        budget = self.s.gpu_budget
+        if gpus > budget:
+            return self._failure(
+                job,
+                action,
+                f"it needs {gpus} GPU(s) but the GPU budget (FLYWHEEL_GPU_BUDGET) is {budget}",
+            )
+        owner = owner_key(job.id, judge.JUDGE_OWNER)
+        if gpus > 0:
+            grant = self.s.capacity.acquire(owner, gpus, budget)
+            if not grant.granted:
+                reason = f"waiting for {gpus} GPU(s): {grant.in_use} of {budget} in use"
+                retry = now + self._timing.capacity_retry_ms
+
+                def queue(st: State) -> None:
+                    st["judge"].update(status=judge.J_QUEUED, reason=reason, next_check_at=retry)
+
+                return Result(queue, touched=())
+        handle = platform.start_deployment(job_id=job.id, candidate=judge.judge_candidate(config))
+
+        def mutate(st: State) -> None:
+            st["judge"].update(
+                status=judge.J_STARTING,
+                handle=handle,
+                owned=True,
+                lease=gpus > 0,
+                reason=None,
+                started_at=self.s.clock(),
+                next_poll_at=0,
+                message=f"deploying {model} for this job",
+            )
+
+        def undo() -> None:
+            platform.shutdown_deployment(handle)
+            self.s.capacity.release(owner)
+
+        return Result(mutate, touched=(), compensate=undo, handle=handle)
+
+    def _poll_judge(self, job: Job, action: Action, now: int) -> Result:
+        """Poll the judge deployment this job started; a failed one fails the judge stage."""
+        handle = job.state["judge"]["handle"]
+        progress = self.s.platform.poll_deployment(handle)
+        if progress.state in (WorkState.failed, WorkState.cancelled, WorkState.completed):
+            return self._failure(
+                job,
+                action,
+                f"its deployment {progress.state.value}: {progress.message or 'no reason given'}",
+            )
+        next_poll = now + self._timing.poll_interval_ms
+
+        def mutate(st: State) -> None:
+            j = st["judge"]
+            if progress.state is WorkState.ready:
+                j.update(status=judge.J_READY, ready_at=self.s.clock(), message=progress.message)
+            else:
+                j.update(next_poll_at=next_poll, message=progress.message or "starting")
+
+        return Result(mutate, touched=())
+
+    def _fail_judge(self, job: Job, action: Action, now: int) -> Result:
+        return self._failure(job, action, action.reason or "the judge stage failed")
+
+    def _shutdown_judge(self, job: Job, action: Action, now: int) -> Result:
+        """Every candidate ended: shut down the judge this job deployed, free its GPUs."""
+        self.s.platform.shutdown_deployment(job.state["judge"]["handle"])
+        self.s.capacity.release(owner_key(job.id, judge.JUDGE_OWNER))
+
+        def mutate(st: State) -> None:
+            st["judge"].update(status=judge.J_SHUT_DOWN, lease=False, shut_down_at=self.s.clock())
+
+        return Result(mutate, touched=())
+
     def _shutdown(self, job: Job, action: Action, now: int) -> Result:
         name = _name(action)
         cand = job.state["candidates"][name]
@@ -667,6 +863,11 @@ class StepRunner:
         for kind, name, item, handle in iter_handles(job.state):
             if kind == "datasets":
                 continue
+            if kind == "judge":
+                if engine.judge_to_shut_down(job.state):
+                    platform.shutdown_deployment(handle)
+                    stopped.append(_stopped(kind, name, item, handle, action.reason or "stopped"))
+                continue
             cand = job.state["candidates"][name]
             if kind == "deployment":
                 if cand["deployment"]["status"] == "shut_down":
@@ -683,6 +884,7 @@ class StepRunner:
             stopped.append(_stopped(kind, name, item, handle, action.reason or "stopped"))
         for name in job.state.get("candidates", {}):
             self.s.capacity.release(owner_key(job.id, name))
+        self.s.capacity.release(owner_key(job.id, judge.JUDGE_OWNER))
         cancelled = job.status is JobStatus.cancelling
         reason = action.reason or "failed"
 
@@ -690,6 +892,11 @@ class StepRunner:
             at = self.s.clock()
             st["claim"] = None  # a claim left by a dead step: nothing will commit it now
             st.setdefault("stopped", []).extend(stopped)
+            if st.get("judge"):
+                j = st["judge"]
+                j["lease"] = False
+                if j["handle"] is not None:
+                    j.update(status=judge.J_SHUT_DOWN, shut_down_at=at)
             for c in st.get("candidates", {}).values():
                 if c["deployment"]["handle"] is not None:
                     c["deployment"]["status"] = "shut_down"
@@ -827,7 +1034,16 @@ class StepRunner:
             scores = scoring.score_retrieval_eval(outcome=outcome, qrels=qrels, config=config)
             per_item[(name, item)] = scores
             variants[f"{name}/{item}"] = scores
-        return scoring.rank_retrieval(variants)
+        recommendation = scoring.rank_retrieval(variants)
+        # The production retriever's own ranking, scored alike: a yardstick beside the
+        # candidates, never one of them (it cannot be recommended or promoted).
+        reference, missing = scoring.reference_row(
+            datasets_root=Path(files["root"]), qrels=qrels, config=config
+        )
+        recommendation["reference"] = reference
+        if missing is not None:
+            recommendation["reference_note"] = missing
+        return recommendation
 
     # -- projection and files ----------------------------------------------------------------
     def _job_dir(self, job_id: str) -> Path:
@@ -921,7 +1137,7 @@ def delete_artifacts(
                 platform.delete_evaluation(handle)
             elif kind == "customization":
                 platform.delete_customization(handle)
-            elif kind == "deployment":
+            elif kind in ("deployment", "judge"):
                 platform.shutdown_deployment(handle)
         except Exception as exc:
             errors.append(f"{kind} {handle}: {_describe(exc)}")

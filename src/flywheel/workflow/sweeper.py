@@ -79,7 +79,7 @@ def stage_timeout_s(job: Job) -> int:
     stage = stage_name(job.state)
     if stage == "datasets":
         return timeouts.datasets
-    if stage == "deploying":
+    if stage in ("deploying", "judge"):
         return timeouts.deployment
     return max(timeouts.evaluation, timeouts.customization, timeouts.deployment)
 

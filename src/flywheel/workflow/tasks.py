@@ -6,6 +6,12 @@
 Arguments are ids only (``delete_artifacts`` also takes the platform handles, because the
 job document is deleted right after the request). Every task is idempotent and
 acknowledged late; nothing here waits on another task.
+
+A state store that does not answer (``StoreUnavailable``) is ridden out by retrying the
+task itself with capped exponential backoff (``FLYWHEEL_WORKFLOW_STORE_RETRY_BACKOFF_S``
+doubling up to ``STORE_RETRY_MAX_BACKOFF_S``) until the delays add up to
+``STORE_OUTAGE_RIDE_OUT_S`` (120 s): a job resumes within a few seconds of the store's
+return instead of waiting for the recovery sweep, which remains the net for longer outages.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Retry
 
 from flywheel.domain.jobs import JobId
 from flywheel.errors import PlatformUnavailable, StoreUnavailable
@@ -34,7 +41,8 @@ from flywheel.workflow.sweeper import sweep as sweep_once
 log = structlog.get_logger(__name__)
 
 #: Acknowledged only when done and redelivered if the worker dies; a transient failure
-#: (the exception named per task) is retried with backoff a bounded number of times.
+#: (the exception named per task) is retried with backoff a bounded number of times
+#: (state-store outages: see :func:`_ride_out`).
 _AT_LEAST_ONCE: dict[str, object] = {
     "bind": True,
     "acks_late": True,
@@ -45,22 +53,40 @@ _AT_LEAST_ONCE: dict[str, object] = {
 }
 
 
-@app.task(  # type: ignore[untyped-decorator]
-    name=ADVANCE_TASK, autoretry_for=(StoreUnavailable,), **_AT_LEAST_ONCE
-)
+def _ride_out(task: Task, exc: StoreUnavailable) -> Retry:
+    """Retry ``task`` after the next capped backoff of a state-store outage.
+
+    Returns the ``Retry`` to raise; re-raises ``exc`` once the ride-out budget is spent (the
+    job is then left to the recovery sweep).
+    """
+    retries = int(task.request.retries)
+    delay = runtime.options().store_retry_delay(retries)
+    if delay is None:
+        log.warning("state_store_outage_gave_up", retries=retries, error=str(exc))
+        raise exc
+    log.info("state_store_outage_retry", retry=retries + 1, countdown_s=delay, error=str(exc))
+    # max_retries: our budget decides when to stop, not Celery's count.
+    retry: Retry = task.retry(exc=exc, countdown=delay, max_retries=retries + 1)
+    return retry
+
+
+@app.task(name=ADVANCE_TASK, **_AT_LEAST_ONCE)  # type: ignore[untyped-decorator]
 def advance(self: Task, job_id: str) -> None:
     """Do the next step of one job and schedule the one after it."""
     with structlog.contextvars.bound_contextvars(job_id=job_id, task_id=self.request.id):
-        step = runtime.runner().advance(JobId(job_id), task_id=self.request.id)
+        try:
+            step = runtime.runner().advance(JobId(job_id), task_id=self.request.id)
+        except StoreUnavailable as exc:
+            raise _ride_out(self, exc) from exc
         if step.wait_s is not None:
             schedule(job_id, step)
         elif step.notify:
-            notify.apply_async((job_id,), queue=runtime.services().options.steps_queue)
+            notify.apply_async((job_id,), queue=runtime.options().steps_queue)
 
 
 def schedule(job_id: str, step: Next) -> None:
     """Enqueue the next step of ``job_id`` (after its countdown, on its queue)."""
-    options = runtime.services().options
+    options = runtime.options()
     advance.apply_async(
         (job_id,),
         countdown=step.wait_s or None,
@@ -95,19 +121,22 @@ def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]])
         log.warning("artifacts_left", job_id=job_id, errors=errors)
 
 
-@app.task(  # type: ignore[untyped-decorator]
-    name=NOTIFY_TASK, autoretry_for=(StoreUnavailable,), **_AT_LEAST_ONCE
-)
+@app.task(name=NOTIFY_TASK, **_AT_LEAST_ONCE)  # type: ignore[untyped-decorator]
 def notify(self: Task, job_id: str) -> None:
     """POST an ended job's signed summary to its webhook, once; record the outcome on the job."""
     services = runtime.services()
     settings = get_settings()
     with structlog.contextvars.bound_contextvars(job_id=job_id, task_id=self.request.id):
-        notify_once(
-            services.state,
-            JobId(job_id),
-            options=services.options,
-            now_ms=services.clock,
-            default_url=settings.job_webhook_url,
-            default_secret_env=settings.job_webhook_secret_env,
-        )
+        try:
+            notify_once(
+                services.state,
+                JobId(job_id),
+                options=services.options,
+                now_ms=services.clock,
+                default_url=settings.job_webhook_url,
+                default_secret_env=settings.job_webhook_secret_env,
+                mlflow_tracking_uri=settings.mlflow_tracking_uri,
+                mlflow_experiment_name=settings.mlflow_experiment_name,
+            )
+        except StoreUnavailable as exc:
+            raise _ride_out(self, exc) from exc

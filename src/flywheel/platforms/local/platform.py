@@ -124,6 +124,10 @@ class LocalPlatform:
     def shutdown_deployment(self, handle: Handle) -> None:
         """Nothing to stop: local models live only inside their evaluation's worker."""
 
+    def is_model_served(self, model_name: str) -> bool:
+        """Never: nothing is served between evaluations (models load on demand)."""
+        return False
+
     # shared work plumbing ----------------------------------------------------------------
 
     def _work(self, handle: Handle) -> WorkDir:

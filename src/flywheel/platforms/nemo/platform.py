@@ -8,6 +8,7 @@ official ``nemo-microservices`` SDK; D has no SDK resource and is spoken over ra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -30,6 +31,7 @@ from flywheel.platforms.nemo.datasets import NmpDatasets
 from flywheel.platforms.nemo.datastore import DataStore
 from flywheel.platforms.nemo.deployments import NmpDeployments
 from flywheel.platforms.nemo.evaluations import NmpEvaluations
+from flywheel.platforms.nemo.tls import CertificateErrorTransport, tls_verify
 
 if TYPE_CHECKING:
     from flywheel.settings import Settings
@@ -52,10 +54,15 @@ class NemoPlatform:
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
+        ca_bundle: Path | None = None,
+        verify_ssl: bool = True,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
         calls = NmpCalls(retry=retry or RetryPolicy())
+        verify = tls_verify(
+            ca_bundle, verify_ssl=verify_ssl, urls=(base_url, datastore_url, nim_url)
+        )
         # max_retries=0: our RetryPolicy is the only retry layer (the SDK would otherwise
         # retry 409s and 5xx on its own, three times each; nmp-api.md §2.2).
         sdk = nm.NeMoMicroservices(
@@ -64,21 +71,30 @@ class NemoPlatform:
             timeout=timeout,
             max_retries=0,
             default_headers=headers,
+            http_client=nm.DefaultHttpxClient(
+                timeout=timeout, transport=CertificateErrorTransport(verify)
+            ),
         )
-        self._http = httpx.Client(timeout=timeout, headers=headers)
+        self._http = httpx.Client(
+            timeout=timeout, headers=headers, transport=CertificateErrorTransport(verify)
+        )
         datastore = DataStore(base_url=datastore_url, http=self._http, calls=calls)
         ctx = NmpContext(
             sdk=sdk, calls=calls, datastore=datastore, namespace=namespace, nim_url=nim_url
         )
         self._sdk = sdk
+        self._ctx = ctx
         self._datasets = NmpDatasets(ctx)
         self._deployments = NmpDeployments(ctx)
         self._customizations = NmpCustomizations(ctx)
-        self._evaluations = NmpEvaluations(ctx)
+        self._evaluations = NmpEvaluations(ctx, self._deployments)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NemoPlatform:
-        """Build from ``NMP_BASE_URL``, ``NMP_DATASTORE_URL``, ``NMP_NIM_URL``, ``NMP_TOKEN``."""
+        """Build from ``NMP_BASE_URL``, ``NMP_DATASTORE_URL``, ``NMP_NIM_URL``, ``NMP_TOKEN``.
+
+        TLS: ``NMP_CA_BUNDLE`` (a private CA) and ``NMP_VERIFY_SSL`` (default true).
+        """
         if not settings.nmp_base_url:
             raise ConfigError("NMP_BASE_URL is not set; the nemo platform needs it")
         missing = [
@@ -97,6 +113,8 @@ class NemoPlatform:
             datastore_url=str(settings.nmp_datastore_url),
             nim_url=str(settings.nmp_nim_url),
             token=token,
+            ca_bundle=settings.nmp_ca_bundle,
+            verify_ssl=settings.nmp_verify_ssl,
         )
 
     def close(self) -> None:
@@ -128,6 +146,10 @@ class NemoPlatform:
         """Delete the deployment if this job created it (idempotent)."""
         self._deployments.shutdown(handle)
 
+    def is_model_served(self, model_name: str) -> bool:
+        """True when NIM Proxy lists ``model_name`` now (``GET {P}/v1/models``)."""
+        return model_name in self._ctx.served_models()
+
     # -- evaluation ----------------------------------------------------------------------
 
     def start_evaluation(
@@ -157,15 +179,15 @@ class NemoPlatform:
         return self._evaluations.poll(handle)
 
     def evaluation_outcome(self, handle: Handle) -> EvaluationOutcome:
-        """The scores the Evaluator reported, by our score names."""
+        """The Evaluator's scores by our names, with per-item results where it has them."""
         return self._evaluations.outcome(handle)
 
     def cancel_evaluation(self, handle: Handle) -> None:
-        """Cancel the evaluation job unless it has ended (idempotent)."""
+        """Cancel the evaluation job unless it has ended, and stop what serves its model."""
         self._evaluations.cancel(handle)
 
     def delete_evaluation(self, handle: Handle) -> None:
-        """Delete the evaluation job (idempotent)."""
+        """Delete the evaluation job and stop what serves its model (idempotent)."""
         self._evaluations.delete(handle)
 
     # -- customization -------------------------------------------------------------------
