@@ -50,12 +50,21 @@ async def json_body(request: Request) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _field(item: Any, path: list[str]) -> Any:
+    for part in path:
+        item = item.get(part) if isinstance(item, dict) else None
+    return item
+
+
 def page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
     """The NMP list envelope (§2.4): 1-based pages, empty ``data`` past the last page."""
     query = request.query_params
+    # ``filter[a]=v`` and nested ``filter[custom_fields][key]=v`` (the SDK's bracket form).
     filters = {k[7:-1]: v for k, v in query.items() if k.startswith("filter[") and k.endswith("]")}
     selected = [
-        item for item in items if all(str(item.get(key)) == value for key, value in filters.items())
+        item
+        for item in items
+        if all(str(_field(item, key.split("]["))) == value for key, value in filters.items())
     ]
     sort = query.get("sort", "-created_at")
     key = sort.lstrip("-")
@@ -94,6 +103,8 @@ def install_faults(app: FastAPI, state: FakeNMP, host: str) -> None:
         if fault is not None:
             if fault.delay_s:
                 await asyncio.sleep(fault.delay_s)
+            if fault.perform:
+                await call_next(request)  # the work happens; its answer is lost
             if fault.status:
                 return JSONResponse(fault.body, status_code=fault.status, headers=fault.headers)
         return await call_next(request)

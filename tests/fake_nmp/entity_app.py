@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from tests.fake_nmp.archives import build_archive
 from tests.fake_nmp.common import (
     conflict,
     error,
@@ -188,6 +189,7 @@ def _customization_jobs(app: FastAPI, state: FakeNMP) -> None:
                 "config": config_ref,
                 "dataset": dataset_ref,
                 "hyperparameters": hyper,
+                "custom_fields": body.get("custom_fields") or {},
                 "config_snapshot": {
                     "base_model": target.split("@", 1)[0],
                     "max_seq_length": config.get("max_seq_length", 4096),
@@ -357,6 +359,17 @@ def _evaluation_jobs(app: FastAPI, state: FakeNMP) -> None:
                 # Before completion the result exists with empty metrics (§8.5, §14.10).
                 found = {"job": job_id, "tasks": {}, "groups": {}}
             return JSONResponse(found)
+
+    @app.get(prefix + "/{job_id}/download-results")
+    def download_results(job_id: str) -> Response:
+        with state.lock:
+            work = job_or_404(job_id)
+            if isinstance(work, JSONResponse):
+                return work
+            if work.record["status"] != "completed":
+                return not_found("evaluation results", job_id)
+            content = build_archive(state, work.record)
+        return Response(content, media_type="application/zip")
 
     @app.post(prefix + "/{job_id}/cancel")
     def cancel(job_id: str, request: Request) -> Response:

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -62,6 +63,7 @@ class Fault:
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     hits: int = 0
+    perform: bool = False  # serve the request, then answer the fault (a lost create answer)
 
 
 @dataclass
@@ -127,6 +129,14 @@ class FakeNMP:
             "rating": 8.0,
         }
         self.default_score = 0.5
+        # Per-item results in ``download-results`` archives (§8.5): the candidate's answer to
+        # each eval row (default: the reference answer, so our recomputed accuracy is 1.0
+        # while the Evaluator's aggregate says otherwise) and the retriever's ranking of each
+        # query (default: relevant documents first). ``archive_override`` replaces every
+        # archive's bytes (a malformed or foreign layout).
+        self.answer: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None
+        self.rank: Callable[[str, list[str], set[str]], list[str]] | None = None
+        self.archive_override: bytes | None = None
 
     # -- failure injection ---------------------------------------------------------------
 
@@ -141,10 +151,13 @@ class FakeNMP:
         times: int | None = 1,
         delay_s: float = 0.0,
         headers: dict[str, str] | None = None,
+        perform: bool = False,
     ) -> Fault:
         """Answer matching requests with ``status`` (a regex ``path``); ``delay_s`` slows them.
 
         ``status=0`` with a delay only slows the request, then serves it normally.
+        ``perform=True`` serves the request first (a create happens) and then answers with
+        ``status`` instead: a create NMP performed but whose answer was lost to a 5xx.
         """
         fault = Fault(
             host=host,
@@ -155,6 +168,7 @@ class FakeNMP:
             times=times,
             delay_s=delay_s,
             headers=headers or {},
+            perform=perform,
         )
         with self.lock:
             self.faults.append(fault)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections.abc import Iterator
 
 import httpx
@@ -105,3 +107,31 @@ def test_data_store_tree_and_resolve(fake: FakeNMPServer) -> None:
     assert httpx.get(f"{hf}/datasets/ns/r/resolve/main/a/b.txt").content == b"hello"
     tree = httpx.get(f"{hf}/api/datasets/ns/r/tree/main").json()
     assert [entry["path"] for entry in tree] == ["a/b.txt"]
+
+
+def test_custom_fields_filter_lost_answers_and_results_archives(
+    fake: FakeNMPServer, sdk: nm.NeMoMicroservices
+) -> None:
+    config = {"type": "custom", "tasks": {"t": {"type": "chat-completion", "metrics": {}}}}
+    target = {"type": "model", "model": "meta/llama-3.2-1b-instruct"}
+    fake.state.inject(
+        host="N", method="POST", path="^/v1/evaluation/jobs$", status=502, perform=True
+    )
+    with pytest.raises(nm.InternalServerError):
+        sdk.evaluation.jobs.create(config=config, target=target, custom_fields={"k": "a"})
+    sdk.evaluation.jobs.create(config=config, target=target, custom_fields={"k": "b"})
+    assert len(fake.state.entries("created", "evaluation_job")) == 2  # the 502 one was made
+    page = sdk.evaluation.jobs.list(filter={"custom_fields": {"k": "a"}}, page=1, page_size=50)
+    assert [job.custom_fields for job in page.data] == [{"k": "a"}]
+    job_id = page.data[0].id
+    assert job_id is not None
+
+    early = httpx.get(f"{fake.base_url}/v1/evaluation/jobs/{job_id}/download-results")
+    assert early.status_code == 404  # nothing to download before completion
+    for _ in range(5):
+        sdk.evaluation.jobs.retrieve(job_id)
+    archive = sdk.evaluation.jobs.download_results(job_id).read()
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        assert {"results.json", "logs/evaluation.log", "results/t/samples.jsonl"} <= set(
+            zipped.namelist()
+        )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,10 +14,13 @@ import pytest
 from tests.fake_nmp import FakeNMP, FakeNMPServer, run_fake_nmp
 
 from flywheel.config.schema import CandidateModel, JobConfig, LLMJudgeConfig, NimSettings
+from flywheel.domain.metrics import evaluate_tool_calls
 from flywheel.errors import ConfigError, PlatformError, PlatformUnavailable
 from flywheel.platforms.base import DatasetFiles, Handle, Progress, WorkState
 from flywheel.platforms.nemo import NemoPlatform, RetryPolicy, load_catalogue
 from flywheel.platforms.nemo.payloads import find_score
+from flywheel.platforms.nemo.results import parse_archive
+from flywheel.workflow.scoring import read_qrels, read_references, score_retrieval_eval
 
 LLM = "meta/llama-3.2-1b-instruct"
 EMBEDDER = "nvidia/llama-3.2-nv-embedqa-1b-v2"
@@ -366,7 +372,7 @@ def test_tool_calling_evaluation_scores_and_keeps_the_key_out_of_handles(
         {
             "function_name_accuracy": 0.8,
             "function_name_and_args_accuracy": 0.6,
-            "judge_similarity": 0.8,
+            "judge_similarity": 7 / 9,  # mean rating 8 on 1-10, mapped 1 -> 0, 10 -> 1
         }
     )
     assert outcome.artifacts["evaluation_job"] == handle["job_id"]
@@ -402,7 +408,7 @@ def test_generic_workload_without_a_judge_is_a_config_error(
     )
     _poll_until_terminal(platform.poll_evaluation, handle)
     assert platform.evaluation_outcome(handle).platform_scores == pytest.approx(
-        {"judge_similarity": 0.7}
+        {"judge_similarity": 6 / 9}
     )
     sent = [b for m, p, b in fake.state.bodies if p == "/v1/evaluation/jobs"][-1]
     assert set(sent["config"]["tasks"]) == {"llm-as-judge"}
@@ -617,3 +623,382 @@ def test_a_retried_start_keeps_owning_the_deployment_it_created(
     other = platform.start_deployment(job_id="job-2", candidate=_candidate())
     assert other["owned"] is False
     assert len(fake.state.entries("created", "model_deployment")) == 1
+
+
+# -- per-item results (download-results, §8.5) ----------------------------------------------
+
+
+def _completed_evaluation(
+    platform: NemoPlatform, datasets: Handle, candidate: CandidateModel, config: JobConfig
+) -> Handle:
+    handle = platform.start_evaluation(
+        job_id="job-1", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    assert _poll_until_terminal(platform.poll_evaluation, handle)[-1].state is (WorkState.completed)
+    return handle
+
+
+def test_outcome_carries_per_item_generations_from_the_results_archive(
+    fake: FakeNMPServer,
+    platform: NemoPlatform,
+    llm_files: DatasetFiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JUDGE_KEY", JUDGE_KEY)
+    call = {"type": "function", "function": {"name": "news", "arguments": "{}"}}
+    wrong = {"role": "assistant", "content": "", "tool_calls": [call]}
+    fake.state.answer = lambda index, row: (
+        wrong if index == 1 else row["response"]["choices"][0]["message"]
+    )
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    handle = _completed_evaluation(
+        platform, datasets, candidate, _config(candidate, _remote_judge())
+    )
+    outcome = platform.evaluation_outcome(handle)
+
+    assert outcome.platform_scores["function_name_accuracy"] == 0.8  # NMP's aggregate, kept
+    assert [p.index for p in outcome.predictions] == [0, 1]
+    first, second = outcome.predictions
+    assert first.response is not None
+    assert first.response["tool_calls"][0]["function"]["name"] == "weather"
+    assert second.response == wrong
+    assert first.input_tokens == 20
+    assert first.output_tokens == 5
+    assert first.judge_reply == "RATING: 8"  # the correctness judge's per-item rating
+    assert outcome.artifacts["per_item"] == (
+        "download-results: results/custom-tool-calling/samples.jsonl"
+    )
+    # Our metric code scores the items: one of two right, where NMP said 0.8.
+    assert llm_files.eval is not None
+    refs = read_references(llm_files.eval)
+    report = evaluate_tool_calls(refs, [p.response for p in outcome.predictions])
+    assert report.function_name_accuracy.value == 0.5
+
+
+def test_generic_outcome_keeps_the_judge_similarity_per_item(
+    fake: FakeNMPServer, platform: NemoPlatform, tmp_path: Path
+) -> None:
+    row = {
+        "request": {"messages": [{"role": "user", "content": "hi"}]},
+        "response": {"choices": [{"message": {"role": "assistant", "content": "hello"}}]},
+    }
+    files = DatasetFiles(root=tmp_path, eval=_write_jsonl(tmp_path / "e.jsonl", [row, row, row]))
+    datasets = platform.upload_datasets(job_id="job-1", files=files)
+    candidate = _candidate()
+    judged = _config(candidate, LLMJudgeConfig(type="deployed", model_name="judge-70b"))
+    outcome = platform.evaluation_outcome(
+        _completed_evaluation(platform, datasets, candidate, judged)
+    )
+    assert [p.response for p in outcome.predictions] == [
+        {"role": "assistant", "content": "hello"}
+    ] * 3
+    assert [p.judge_reply for p in outcome.predictions] == ["RATING: 7"] * 3
+    assert outcome.platform_scores == pytest.approx({"judge_similarity": 6 / 9})
+
+
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (b"<html>proxy error</html>", "not a zip file"),
+        ("aggregate-only", "no per-item generations (members: results.json, logs/run.log)"),
+    ],
+)
+def test_an_archive_without_per_item_data_falls_back_to_platform_scores(
+    fake: FakeNMPServer,
+    platform: NemoPlatform,
+    llm_files: DatasetFiles,
+    archive: bytes | str,
+    reason: str,
+) -> None:
+    if archive == "aggregate-only":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zipped:
+            zipped.writestr("results.json", json.dumps({"tasks": {}, "groups": {}}))
+            zipped.writestr("logs/run.log", "done\n")
+        archive = buffer.getvalue()
+    assert isinstance(archive, bytes)
+    fake.state.archive_override = archive
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    outcome = platform.evaluation_outcome(
+        _completed_evaluation(platform, datasets, candidate, _config(candidate))
+    )
+    assert outcome.predictions == []
+    assert outcome.platform_scores["function_name_accuracy"] == 0.8
+    assert outcome.artifacts["per_item"].startswith("unavailable: ")
+    assert reason in outcome.artifacts["per_item"]
+
+
+def test_download_results_refused_or_failing(
+    fake: FakeNMPServer, platform: NemoPlatform, llm_files: DatasetFiles
+) -> None:
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    handle = _completed_evaluation(platform, datasets, candidate, _config(candidate))
+    fake.state.inject(host="N", method="GET", path="/download-results$", status=404)
+    refused = platform.evaluation_outcome(handle)  # a permanent refusal: aggregate scores only
+    assert refused.predictions == []
+    assert "HTTP 404" in refused.artifacts["per_item"]
+    assert "download-results" in refused.artifacts["per_item"]
+
+    fake.state.inject(host="N", method="GET", path="/download-results$", status=503, times=None)
+    with pytest.raises(PlatformUnavailable, match="download-results returned HTTP 503"):
+        platform.evaluation_outcome(handle)  # transient: finalize retries, not settles
+
+
+def test_retriever_outcome_carries_per_query_rankings_for_our_metrics(
+    fake: FakeNMPServer, platform: NemoPlatform, tmp_path: Path
+) -> None:
+    beir = tmp_path / "beir"
+    _write_jsonl(beir / "corpus.jsonl", [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(4)])
+    _write_jsonl(beir / "queries.jsonl", [{"_id": q, "text": q} for q in ("q1", "q2")])
+    (beir / "qrels").mkdir()
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
+    files = DatasetFiles(root=tmp_path, beir_dir=beir)
+    # q1: the relevant d1 ranked first; q2: the relevant d3 ranked second.
+    fake.state.rank = lambda query, corpus, relevant: (
+        ["d1", "d0", "d2", "d3"] if query == "q1" else ["d0", "d3", "d1", "d2"]
+    )
+    fake.state.scores.update({"recall_5": 0.42, "recall_10": 0.55, "ndcg_cut_10": 0.37})
+    candidate = _candidate(EMBEDDER, model_type="embedding")
+    config = _config(candidate)
+    datasets = platform.upload_datasets(job_id="job-1", files=files)
+    outcome = platform.evaluation_outcome(
+        _completed_evaluation(platform, datasets, candidate, config)
+    )
+    assert outcome.rankings == {"q1": ["d1", "d0", "d2", "d3"], "q2": ["d0", "d3", "d1", "d2"]}
+    assert outcome.platform_scores["recall@5"] == 0.42
+    assert outcome.artifacts["per_item"] == "download-results: results/flywheel-beir/run.json"
+    ours = score_retrieval_eval(outcome=outcome, qrels=read_qrels(beir), config=config)
+    assert ours["recall@1"]["value"] == 0.5
+    assert ours["recall@5"]["value"] == 1.0
+    assert ours["mrr@10"]["value"] == pytest.approx(0.75)
+    assert ours["ndcg@10"]["value"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+
+
+def _zip(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for name, text in members.items():
+            zipped.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_archive_parser_tolerates_other_layouts() -> None:
+    samples = {
+        "samples": [
+            {"item_index": 1, "sample": {"output_text": "second"}},
+            {"item_index": 0, "sample": {"output_text": "first"}, "error": "timeout"},
+            {"item_index": 0, "sample": {"output_text": "duplicate"}},
+        ]
+    }
+    parsed = parse_archive(
+        _zip(
+            {
+                "results.json": json.dumps({"tasks": {"x": {}}}),
+                "other/broken.jsonl": "{not json",
+                "__MACOSX/._samples.json": "junk",
+                "out/llm-as-judge/samples.json": json.dumps(samples),
+            }
+        ),
+        retriever=False,
+        task="llm-as-judge",
+    )
+    assert parsed.source == "out/llm-as-judge/samples.json"
+    assert [(p.index, p.response, p.error) for p in parsed.predictions] == [
+        (0, {"role": "assistant", "content": "first"}, "timeout"),
+        (1, {"role": "assistant", "content": "second"}, None),
+    ]
+
+    scored = [{"corpus_id": "b", "score": 0.2}, {"corpus_id": "a", "score": 0.9}]
+    hits = [{"query_id": "q1", "hits": scored}, {"qid": "q2", "retrieved": ["c", "a"]}]
+    ranked = parse_archive(
+        _zip({"r/queries.jsonl": "\n".join(map(json.dumps, hits))}), retriever=True
+    )
+    assert ranked.rankings == {"q1": ["a", "b"], "q2": ["c", "a"]}
+
+    none = parse_archive(_zip({"metrics.json": json.dumps({"q1": "not a run"})}), retriever=True)
+    assert none.rankings == {}
+    assert none.reason is not None
+    assert "per-query retrieved ids" in none.reason
+
+
+# -- no duplicate creates ------------------------------------------------------------------
+
+
+def test_a_lost_evaluation_create_answer_is_adopted_not_repeated(
+    fake: FakeNMPServer, platform: NemoPlatform, llm_files: DatasetFiles
+) -> None:
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    fault = fake.state.inject(
+        host="N", method="POST", path="^/v1/evaluation/jobs$", status=503, perform=True
+    )
+    start = {"job_id": "job-1", "candidate": candidate, "datasets": datasets,
+             "config": _config(candidate), "eval_type": "base"}  # fmt: skip
+    handle = platform.start_evaluation(**start)  # type: ignore[arg-type]
+    assert fault.hits == 1
+    created = fake.state.entries("created", "evaluation_job")
+    assert [e.key for e in created] == [handle["job_id"]]
+    job = fake.state.evaluation_jobs[handle["job_id"]].record
+    assert job["custom_fields"]["flywheel_create_key"] == f"job-1/{LLM}/base"
+
+    again = platform.start_evaluation(**start)  # type: ignore[arg-type]  # a redone start
+    assert again["job_id"] == handle["job_id"]
+    assert len(fake.state.entries("created", "evaluation_job")) == 1
+    other = platform.start_evaluation(**{**start, "eval_type": "icl"})  # type: ignore[arg-type]
+    assert other["job_id"] != handle["job_id"]
+
+
+def test_a_lost_customization_create_answer_is_adopted_not_repeated(
+    fake: FakeNMPServer, platform: NemoPlatform, llm_files: DatasetFiles
+) -> None:
+    candidate = _candidate()
+    datasets = platform.upload_datasets(job_id="job-1", files=llm_files)
+    fake.state.inject(
+        host="N", method="POST", path="^/v1/customization/jobs$", status=504, perform=True
+    )
+    handle = platform.start_customization(
+        job_id="job-1", candidate=candidate, datasets=datasets, config=_config(candidate)
+    )
+    created = fake.state.entries("created", "customization_job")
+    assert [e.key for e in created] == [handle["job_id"]]
+    assert (
+        handle["output_model"]
+        == fake.state.customization_jobs[handle["job_id"]].record["output_model"]
+    )
+    again = platform.start_customization(
+        job_id="job-1", candidate=candidate, datasets=datasets, config=_config(candidate)
+    )
+    assert again == handle
+    assert len(fake.state.entries("created", "customization_job")) == 1
+
+
+def test_a_lost_deployment_create_answer_is_adopted_and_owned(
+    fake: FakeNMPServer, platform: NemoPlatform
+) -> None:
+    fake.state.inject(
+        host="N", method="POST", path="^/v1/deployment/model-deployments$", perform=True
+    )
+    handle = platform.start_deployment(job_id="job-1", candidate=_candidate())
+    assert handle["owned"] is True
+    assert len(fake.state.entries("created", "model_deployment")) == 1
+    assert sum(1 for h, m, p in fake.state.requests if m == "POST" and "deployments" in p) == 1
+
+
+# -- full-weight customized embedders are served for their evaluation ---------------------
+
+
+def _customized_embedder(
+    platform: NemoPlatform, beir_files: DatasetFiles
+) -> tuple[CandidateModel, JobConfig, Handle, Handle]:
+    candidate = _candidate(EMBEDDER, model_type="embedding")
+    config = _config(candidate)
+    datasets = platform.upload_datasets(job_id="job-3", files=beir_files)
+    customization = platform.start_customization(
+        job_id="job-3", candidate=candidate, datasets=datasets, config=config
+    )
+    _poll_until_terminal(platform.poll_customization, customization)
+    return candidate, config, datasets, customization
+
+
+def test_full_weight_embedder_is_deployed_evaluated_then_shut_down(
+    fake: FakeNMPServer, platform: NemoPlatform, beir_files: DatasetFiles
+) -> None:
+    candidate, config, datasets, customization = _customized_embedder(platform, beir_files)
+    served = customization["output_model"].split("@", 1)[0]
+    assert served not in fake.state.served  # a full-weight output is not served by itself
+    handle = platform.start_evaluation(
+        job_id="job-3", candidate=candidate, eval_type="customized", datasets=datasets,
+        config=config, customization=customization,
+    )  # fmt: skip
+    assert not fake.state.entries("created", "evaluation_job")  # not before it is served
+    deployment = handle["serving"]
+    assert deployment["owned"] is True
+    body = next(b for m, p, b in fake.state.bodies if b.get("name") == deployment["name"])
+    assert body["config"]["model"] == served
+    assert body["config"]["nim_deployment"]["image_name"] == (
+        "nvcr.io/nim/nvidia/llama-3.2-nv-embedqa-1b-v2"
+    )
+    assert body["config"]["nim_deployment"]["disable_lora_support"] is True
+
+    seen = _poll_until_terminal(platform.poll_evaluation, handle)
+    assert seen[0].state is WorkState.pending
+    assert "deploying" in (seen[0].message or "")
+    assert seen[0].details["phase"] == "deployment"
+    started = [p for p in seen if p.details.get("phase") == "evaluation"]
+    assert len(started) == 1
+    assert seen[-1].state is WorkState.completed
+    created = fake.state.entries("created", "evaluation_job")
+    assert len(created) == 1
+    job = fake.state.evaluation_jobs[created[0].key].record
+    assert (
+        job["target"]["retriever"]["pipeline"]["query_embedding_model"]["api_endpoint"]["model_id"]
+        == served
+    )
+    key = f"{deployment['namespace']}/{deployment['name']}"
+    assert [e.key for e in fake.state.entries("deleted", "model_deployment")] == [key]
+
+    outcome = platform.evaluation_outcome(handle)
+    assert outcome.artifacts["evaluation_job"] == created[0].key
+    assert outcome.rankings == {"q1": ["d1"]}
+    platform.delete_evaluation(handle)
+    platform.delete_evaluation(handle)  # idempotent
+    assert [e.key for e in fake.state.entries("deleted", "evaluation_job")] == [created[0].key]
+    assert len(fake.state.entries("deleted", "model_deployment")) == 1
+
+
+def test_cancelling_while_the_embedder_deploys_stops_the_deployment(
+    fake: FakeNMPServer, platform: NemoPlatform, beir_files: DatasetFiles
+) -> None:
+    candidate, config, datasets, customization = _customized_embedder(platform, beir_files)
+    handle = platform.start_evaluation(
+        job_id="job-3", candidate=candidate, eval_type="customized", datasets=datasets,
+        config=config, customization=customization,
+    )  # fmt: skip
+    platform.cancel_evaluation(handle)
+    platform.cancel_evaluation(handle)  # idempotent
+    key = f"{handle['serving']['namespace']}/{handle['serving']['name']}"
+    assert [e.key for e in fake.state.entries("deleted", "model_deployment")] == [key]
+    assert not fake.state.entries("created", "evaluation_job")
+    assert not fake.state.entries("cancelled", "evaluation_job")
+
+
+def test_a_failed_embedder_deployment_fails_its_evaluation(
+    fake: FakeNMPServer, platform: NemoPlatform, beir_files: DatasetFiles
+) -> None:
+    candidate, config, datasets, customization = _customized_embedder(platform, beir_files)
+    fake.state.fail_next_deployment("insufficient GPUs in node pool")
+    handle = platform.start_evaluation(
+        job_id="job-3", candidate=candidate, eval_type="customized", datasets=datasets,
+        config=config, customization=customization,
+    )  # fmt: skip
+    final = _poll_until_terminal(platform.poll_evaluation, handle)[-1]
+    assert final.state is WorkState.failed
+    assert "insufficient GPUs in node pool" in (final.message or "")
+    assert "serving the customized model" in (final.message or "")
+    assert not fake.state.entries("created", "evaluation_job")
+    assert len(fake.state.entries("deleted", "model_deployment")) == 1
+    with pytest.raises(PlatformError, match="no evaluation job was started"):
+        platform.evaluation_outcome(handle)
+
+
+def test_a_cancel_during_the_embedder_evaluation_stops_both(
+    fake: FakeNMPServer, platform: NemoPlatform, beir_files: DatasetFiles
+) -> None:
+    candidate, config, datasets, customization = _customized_embedder(platform, beir_files)
+    fake.state.hold("evaluation", "running:0.0")
+    handle = platform.start_evaluation(
+        job_id="job-3", candidate=candidate, eval_type="customized", datasets=datasets,
+        config=config, customization=customization,
+    )  # fmt: skip
+    for _ in range(10):
+        if platform.poll_evaluation(handle).details.get("status") == "running":
+            break
+    else:
+        raise AssertionError("the evaluation never ran")
+    assert not fake.state.entries("deleted", "model_deployment")  # still needed
+    platform.cancel_evaluation(handle)
+    assert len(fake.state.entries("cancelled", "evaluation_job")) == 1
+    assert len(fake.state.entries("deleted", "model_deployment")) == 1

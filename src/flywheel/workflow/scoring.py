@@ -3,7 +3,8 @@
 Scores are recomputed by :mod:`flywheel.domain.metrics` from the candidate's per-item
 predictions against the reference answers in the eval file (the production model's own
 responses), so both platforms are scored by the same code. A platform that returns only
-its own aggregate scores is reported as such (``source: platform``), without intervals.
+its own aggregate scores is reported as such (``source: platform``), without intervals; one
+that returns both keeps its value beside ours (``platform_value``, ``differs``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from flywheel.domain.metrics import (
     summarize_latency,
 )
 from flywheel.platforms.base import EvaluationOutcome
+from flywheel.services.retrieval_datasets import REFERENCE_RUN_FILE
 
 GATED_TOOL_METRICS = ("function_name_accuracy", "function_name_and_args_accuracy")
 
@@ -139,6 +141,7 @@ def score_llm_eval(
     scores["cost"] = cost.to_dict()
     scores["errors"] = {"value": sum(1 for p in preds if p is None or p.error is not None)}
     scores["n"] = {"value": len(references)}
+    scores = beside_platform_scores(scores, outcome.platform_scores)
     if not gated:
         return scores, None
     return scores, GateInput(gated, groups, cost.cost_per_1k_requests, latency)
@@ -216,7 +219,125 @@ def score_retrieval_eval(
         n_resamples=ev.bootstrap_samples,
         confidence=ev.confidence_level,
     )
-    return {name: score.to_dict() for name, score in report.metrics.items()}
+    scores = {name: score.to_dict() for name, score in report.metrics.items()}
+    return beside_platform_scores(scores, outcome.platform_scores)
+
+
+#: Our value and the platform's value of one metric "differ" when further apart than this.
+PLATFORM_DIFFERENCE = 1e-6
+
+
+def beside_platform_scores(
+    ours: Mapping[str, Any], platform: Mapping[str, float]
+) -> dict[str, Any]:
+    """Our recomputed scores with the platform's own value of each metric kept beside ours.
+
+    NMP aggregates its own way (its ``value`` and ``stats.mean`` can already disagree), so a
+    job that shows only one number hides whether a difference is our bug or the platform's
+    quirk. Each metric both computed gets ``source: flywheel``, ``platform_value`` and
+    ``differs``; a metric only the platform reports is kept as ``source: platform``.
+    """
+    merged = dict(ours)
+    for name, value in platform.items():
+        mine = merged.get(name)
+        if isinstance(mine, Mapping) and "value" in mine:
+            ours_value = mine["value"]
+            differs = ours_value is None or abs(float(ours_value) - value) > PLATFORM_DIFFERENCE
+            merged[name] = {
+                **mine,
+                "source": "flywheel",
+                "platform_value": value,
+                "differs": differs,
+            }
+        else:
+            merged[name] = {"value": value, "source": "platform"}
+    return merged
+
+
+#: The reference row's display name: the production retriever, scored from its own logged ranking.
+REFERENCE_NAME = "production retriever"
+
+
+def read_reference_run(datasets_root: Path) -> dict[str, list[str]] | None:
+    """``query-id → ranked doc ids`` from the datasets' ``reference_run.json``.
+
+    ``None`` when there is no file: datasets built before the file existed have none, which is
+    not an error; the job just has no reference row.
+    """
+    path = datasets_root / REFERENCE_RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); rebuild the job's datasets") from exc
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: expected a JSON object of query id → ranked doc ids, got "
+            f"{type(data).__name__}; rebuild the job's datasets"
+        )
+    return {str(q): [str(d) for d in ids] for q, ids in data.items() if isinstance(ids, list)}
+
+
+def score_reference_run(
+    *,
+    run: Mapping[str, Sequence[str]] | None,
+    qrels: Mapping[str, set[str]],
+    config: JobConfig,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The production retriever's row, or ``None`` and the reason there is none.
+
+    Scored with exactly the metrics, CI settings and recall cut-offs of the candidates, so
+    the row is comparable; but only over the eval queries that have a production ranking
+    (a query without one cannot be scored as a miss: the retriever did answer it, we just
+    cannot trust the logged order). ``queries`` is that covered count, ``eval_queries`` all
+    of them, so a reader sees when the row rests on fewer queries than the candidates.
+    """
+    if run is None:
+        return None, (
+            "no production-retriever row: the job's datasets have no reference_run.json "
+            "(built by an older version); rerun the job to score the production ranking"
+        )
+    covered = sorted(q for q in qrels if run.get(q))
+    if not covered:
+        return None, (
+            "no production-retriever row: the retrieval logs of the eval queries carry no "
+            "retriever ranks or scores on every passage; log `rank` or `score` for each "
+            "retrieved passage to compare candidates with the production retriever"
+        )
+    ev = config.evaluation_config
+    report = evaluate_retrieval(
+        [run[q] for q in covered],
+        [qrels[q] for q in covered],
+        query_ids=covered,
+        recall_ks=config.embedding_config.recall_k,
+        n_resamples=ev.bootstrap_samples,
+        confidence=ev.confidence_level,
+    )
+    row = {
+        "name": REFERENCE_NAME,
+        "source": "reference_run.json",
+        "queries": len(report.query_ids),
+        "eval_queries": len(qrels),
+        "excluded_queries": len(qrels) - len(report.query_ids),
+        "metrics": {name: score.to_dict() for name, score in report.metrics.items()},
+    }
+    return row, None
+
+
+def reference_row(
+    *, datasets_root: Path, qrels: Mapping[str, set[str]], config: JobConfig
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Read and score the datasets' reference run; a bad file costs the row, not the job.
+
+    The row is a yardstick: a corrupt ``reference_run.json`` must not fail a job whose
+    candidates were evaluated, so it becomes the reason the row is missing.
+    """
+    try:
+        run = read_reference_run(datasets_root)
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        return None, f"no production-retriever row: {exc}"
+    return score_reference_run(run=run, qrels=qrels, config=config)
 
 
 def rank_retrieval(

@@ -71,6 +71,18 @@ def _error_for(service: str, endpoint: str, status: int, body: object) -> Platfo
     return PlatformError(message)
 
 
+def _translated(service: str, endpoint: str, call: Callable[[], T]) -> T:
+    """Run one SDK call, translating SDK exceptions into ours (no retry)."""
+    try:
+        return call()
+    except nm.APIStatusError as exc:
+        raise _error_for(service, endpoint, exc.status_code, exc.body) from exc
+    except nm.APIConnectionError as exc:  # includes APITimeoutError
+        raise PlatformUnavailable(f"NMP {service}: {endpoint} unreachable: {exc.message}") from exc
+    except nm.APIError as exc:  # e.g. a response that fails validation
+        raise PlatformError(f"NMP {service}: {endpoint} failed: {exc.message}") from exc
+
+
 def as_dict(value: object) -> dict[str, Any]:
     """A JSON-able dict from an SDK model, a dict, or ``None`` (empty)."""
     if value is None:
@@ -93,18 +105,32 @@ class NmpCalls:
 
     def run(self, service: str, endpoint: str, call: Callable[[], T]) -> T:
         """Run ``call`` (an SDK call); retry transient failures; raise our errors."""
+        return self._retrying(lambda: _translated(service, endpoint, call), service, endpoint)
 
-        def once() -> T:
-            try:
-                return call()
-            except nm.APIStatusError as exc:
-                raise _error_for(service, endpoint, exc.status_code, exc.body) from exc
-            except nm.APIConnectionError as exc:  # includes APITimeoutError
-                raise PlatformUnavailable(
-                    f"NMP {service}: {endpoint} unreachable: {exc.message}"
-                ) from exc
-            except nm.APIError as exc:  # e.g. a response that fails validation
-                raise PlatformError(f"NMP {service}: {endpoint} failed: {exc.message}") from exc
+    def create_or_adopt(
+        self,
+        service: str,
+        endpoint: str,
+        *,
+        create: Callable[[], object],
+        find: Callable[[], dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """Create once; before any retry, adopt what the failed attempt may have made.
+
+        A create that NMP performed but answered with a 5xx or a timeout would otherwise
+        leave a second job (a second GPU) behind after the retry. ``find`` looks the object
+        up by what the create tagged it with (its name, or a ``custom_fields`` key) and
+        returns it, or ``None`` when the failed attempt made nothing.
+        """
+        attempted = False
+
+        def once() -> dict[str, Any]:
+            nonlocal attempted
+            if attempted and (found := find()) is not None:
+                log.info("nmp_create_adopted", service=service, endpoint=endpoint)
+                return found
+            attempted = True
+            return as_dict(_translated(service, endpoint, create))
 
         return self._retrying(once, service, endpoint)
 

@@ -5,6 +5,10 @@ Each run creates its own customization config and requests a run-unique ``output
 answers ``output_model = "{requested}@{job id}"``; the handle keeps that returned value.
 A LoRA adapter is served by NIM Proxy without a deployment, so ``completed`` is reported
 only once the proxy lists it (§7.6).
+
+Each job carries ``custom_fields.flywheel_create_key`` (job id, candidate, ``customization``);
+a start looks it up first and adopts a live job, and a create that NMP performed but answered
+with a 5xx or a timeout is adopted before the retry (``NmpCalls.create_or_adopt``).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from flywheel.errors import ConfigError
 from flywheel.platforms.base import Handle, Progress, WorkState
 from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound, as_dict, cancel_unless_ended
 from flywheel.platforms.nemo.context import (
+    CREATE_KEY_FIELD,
     CUSTOMIZER,
     ENTITY_STORE,
+    LOOKUP_PAGE_SIZE,
     OWNER_FIELD,
     NmpContext,
+    create_key,
+    find_tagged,
     slug,
 )
 
@@ -38,6 +46,9 @@ _STATES = {
     "failed": WorkState.failed,
     "cancelled": WorkState.cancelled,
 }
+#: Jobs a repeated start adopts: still on their way. An ended job is never adopted, so a
+#: deliberate re-run after it starts afresh (blueprint D17: run-unique outputs).
+_LIVE = frozenset({"created", "pending", "running", "unknown"})
 
 
 def _last_value(status: dict[str, Any], key: str) -> float | None:
@@ -152,28 +163,47 @@ class NmpCustomizations:
         if candidate.model_type == "embedding":
             hard = config.embedding_config.num_hard_negatives
             extra["dataset_parameters"] = {"num_hard_negatives": hard}
-        created = calls.run(
+        key = create_key(job_id, candidate.name, "customization")
+        # A repeated start (a worker lost between this call and the write of its handle)
+        # adopts the job already running; a create NMP performed but answered 5xx is
+        # adopted before the retry: never two trainings for one candidate.
+        job = self._find(key) or calls.create_or_adopt(
             CUSTOMIZER,
             f"POST {_JOBS}",
-            lambda: sdk.customization.jobs.create(
+            create=lambda: sdk.customization.jobs.create(
                 name=f"fw-{slug(job_id, limit=24)}-{model_part}",
                 config=f"{ns}/{config_name}",
                 dataset={"name": train, "namespace": ns},
                 hyperparameters=hyper,
                 output_model=requested,
-                custom_fields={OWNER_FIELD: job_id},
+                custom_fields={OWNER_FIELD: job_id, CREATE_KEY_FIELD: key},
                 **extra,
             ),
+            find=lambda: self._find(key),
         )
-        job = as_dict(created)
         return {
             "job_id": str(job["id"]),
             "output_model": str(job.get("output_model") or requested),
-            "requested_output_model": requested,
+            "requested_output_model": str(job.get("output_model") or requested).split("@", 1)[0],
             "config": f"{ns}/{config_name}",
             "finetuning_type": hyper["finetuning_type"],
             "base_model": candidate.name,
         }
+
+    def _find(self, key: str) -> dict[str, Any] | None:
+        """This create's job while it is live (created, pending, running), else ``None``."""
+        sdk = self._ctx.sdk
+        return find_tagged(
+            lambda page: self._ctx.calls.run(
+                CUSTOMIZER,
+                f"GET {_JOBS}",
+                lambda: sdk.customization.jobs.list(
+                    page=page, page_size=LOOKUP_PAGE_SIZE, sort="-created_at"
+                ),
+            ),
+            key,
+            usable=lambda job: str(job.get("status")) in _LIVE,
+        )
 
     def poll(self, handle: Handle) -> Progress:
         job_id, sdk = handle["job_id"], self._ctx.sdk

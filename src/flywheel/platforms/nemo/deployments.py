@@ -3,7 +3,8 @@
 Ownership: a deployment this job creates carries ``custom_fields.flywheel_job_id``; the
 handle says ``owned`` only then, so shutdown never removes a NIM another job or a person
 started. A duplicate create (409, or DMS's 500 "model deployment already exists") is read
-back and owned only if it carries this job's id (an at-least-once retry of our own create).
+back and owned only if it carries this job's id (an at-least-once retry of our own create);
+so is one DMS performed but answered with a 5xx or a timeout (``NmpCalls.create_or_adopt``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _PATH = "/v1/deployment/model-deployments"
 _WAITING = {"created": WorkState.pending, "pending": WorkState.pending}
 
 
-def _nim_config(candidate: CandidateModel) -> dict[str, Any]:
+def _nim_config(candidate: CandidateModel, model: str) -> dict[str, Any]:
     entry = catalogue_entry(candidate.name)
     image = candidate.nim.image_name or (entry.image if entry else f"nvcr.io/nim/{candidate.name}")
     tag = candidate.nim.image_tag or (entry.tag if entry else None)
@@ -38,7 +39,9 @@ def _nim_config(candidate: CandidateModel) -> dict[str, Any]:
     }
     if candidate.model_type == "embedding":
         nim["disable_lora_support"] = True  # embedding NIMs do not serve LoRA adapters (§5.1)
-    return {"model": candidate.name, "nim_deployment": nim}
+    # ``model`` is the name NIM Proxy serves: the candidate, or a full-weight customized
+    # output ``ns/name`` served by the candidate's NIM image (§5.1, §7.7).
+    return {"model": model, "nim_deployment": nim}
 
 
 class NmpDeployments:
@@ -48,11 +51,22 @@ class NmpDeployments:
         self._ctx = ctx
 
     def start(self, *, job_id: str, candidate: CandidateModel) -> Handle:
-        model = candidate.name
         if candidate.endpoint_url:
-            return {"kind": "external", "model": candidate.endpoint_model or model, "owned": False}
-        ns = candidate.nim.namespace
-        name = model.replace("/", "-")  # deployment names are slash-free
+            model = candidate.endpoint_model or candidate.name
+            return {"kind": "external", "model": model, "owned": False}
+        return self.serve(
+            job_id=job_id,
+            candidate=candidate,
+            model=candidate.name,
+            namespace=candidate.nim.namespace,
+            name=candidate.name.replace("/", "-"),  # deployment names are slash-free
+        )
+
+    def serve(
+        self, *, job_id: str, candidate: CandidateModel, model: str, namespace: str, name: str
+    ) -> Handle:
+        """Deploy ``model`` with the candidate's NIM settings, or reuse one already served."""
+        ns = namespace
         handle: Handle = {"kind": "nim", "model": model, "namespace": ns, "name": name}
         # DMS first: a deployment an earlier attempt of this job created stays owned (and is
         # shut down later) even when it already serves.
@@ -60,21 +74,22 @@ class NmpDeployments:
         if existing is None and model in self._ctx.served_models():
             return {"kind": "served", "model": model, "owned": False}
         if existing is None:
-            config = _nim_config(candidate)
+            config = _nim_config(candidate, model)
             sdk = self._ctx.sdk
             try:
-                self._ctx.calls.run(
+                # A create DMS performed but answered 5xx is found by name before the retry.
+                existing = self._ctx.calls.create_or_adopt(
                     DMS,
                     f"POST {_PATH}",
-                    lambda: sdk.deployment.model_deployments.create(
+                    create=lambda: sdk.deployment.model_deployments.create(
                         name=name,
                         namespace=ns,
                         config=config,
                         models=[model],
                         custom_fields={OWNER_FIELD: job_id},
                     ),
+                    find=lambda: self._retrieve(ns, name),
                 )
-                return {**handle, "owned": True}
             except NmpExists:
                 existing = self._retrieve(ns, name)
                 if existing is None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 EvalKind = Literal["tool_calling", "generic", "retriever"]
-ScorePlan = list[dict[str, Any]]  # [{"name", "task", "metric", "score", "scale"}]
+ScorePlan = list[dict[str, Any]]  # [{"name", "task", "metric", "score", "offset", "scale"}]
 
 TOOL_TASK = "custom-tool-calling"
 JUDGE_TASK = "llm-as-judge"
@@ -131,13 +131,15 @@ def llm_eval_config(
 
 
 def _judge_plan(task: str, metric: str, score: str) -> dict[str, Any]:
-    # Ratings are 1-10; judge_similarity is reported in [0, 1] (DESIGN.md, metric definitions).
+    # Ratings are 1-10; judge_similarity maps them linearly onto [0, 1] (1 -> 0, 10 -> 1), the
+    # same mapping as our own metric code, so NMP's mean rating and ours can be compared.
     return {
         "name": "judge_similarity",
         "task": task,
         "metric": metric,
         "score": score,
-        "scale": 0.1,
+        "offset": -1.0,
+        "scale": 1 / 9,
     }
 
 
@@ -233,5 +235,6 @@ def parse_scores(results: Mapping[str, Any], plan: ScorePlan) -> dict[str, float
     for item in plan:
         value = find_score(results, task=item["task"], metric=item["metric"], score=item["score"])
         if value is not None:
-            scores[item["name"]] = value * float(item.get("scale", 1.0))
+            offset = float(item.get("offset", 0.0))
+            scores[item["name"]] = (value + offset) * float(item.get("scale", 1.0))
     return scores
