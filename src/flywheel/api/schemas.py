@@ -110,6 +110,40 @@ class CandidateOut(BaseModel):
         return cls.model_validate(run.model_dump(include=set(cls.model_fields)))
 
 
+class ScoreOut(BaseModel):
+    """A mean with its bootstrap confidence interval (``null`` values: no samples)."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int = Field(description="Sample size: queries (or eval items) the mean is over.")
+    confidence: float
+    degenerate: bool = False
+    note: str | None = None
+
+
+class ReferenceRowOut(BaseModel):
+    """Embedding jobs: the production retriever's own logged ranking, scored like a candidate.
+
+    A yardstick shown beside the candidates, never one of them: it is not ranked, recommended
+    or promotable. Only eval queries with a logged production ranking are scored, so
+    ``queries`` may be below ``eval_queries``.
+    """
+
+    name: str = Field(description='Always "production retriever".')
+    source: str = Field(description="The dataset file the ranking came from.")
+    queries: int = Field(description="Eval queries scored (those with a production ranking).")
+    eval_queries: int = Field(description="All eval queries with relevant passages.")
+    excluded_queries: int = Field(description="Eval queries left out: no production ranking.")
+    metrics: dict[str, ScoreOut] = Field(
+        description="recall@k, ndcg@10 and mrr@10, as for the candidates."
+    )
+
+
+#: Keys of the stored recommendation that :class:`JobOut` lifts into typed fields.
+_REFERENCE_KEYS = ("reference", "reference_note")
+
+
 class JobOut(JobSummary):
     """A job in full: its configuration snapshot, datasets, candidates and outcome."""
 
@@ -118,6 +152,14 @@ class JobOut(JobSummary):
     dataset_stats: dict[str, Any] | None
     datasets: list[dict[str, Any]]
     recommendation: dict[str, Any] | None
+    reference: ReferenceRowOut | None = Field(
+        default=None,
+        description="Embedding jobs: the production retriever's row (null: none; see "
+        "reference_note).",
+    )
+    reference_note: str | None = Field(
+        default=None, description="Why a finished embedding job has no reference row."
+    )
     warnings: list[str]
     created_by: str | None
     updated_at: datetime
@@ -125,11 +167,24 @@ class JobOut(JobSummary):
 
     @classmethod
     def from_detail(cls, detail: JobDetail) -> JobOut:
-        """Shape a job with its candidate runs."""
-        fields = set(cls.model_fields) - {"candidates"}
+        """Shape a job with its candidate runs.
+
+        Finalize stores the reference row inside the recommendation (the one results field
+        a job has); it is lifted out here so the wire format types it and it appears once.
+        """
+        fields = set(cls.model_fields) - {"candidates", *_REFERENCE_KEYS}
+        stored = detail.job.recommendation
+        recommendation = (
+            None
+            if stored is None
+            else {k: v for k, v in stored.items() if k not in _REFERENCE_KEYS}
+        )
         return cls.model_validate(
             {
                 **detail.job.model_dump(include=fields),
+                "recommendation": recommendation,
+                "reference": (stored or {}).get("reference"),
+                "reference_note": (stored or {}).get("reference_note"),
                 "candidates": [CandidateOut.from_domain(c) for c in detail.candidates],
             }
         )

@@ -107,13 +107,27 @@ def _candidate_progress(candidate: dict[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def _score(name: str, value: Any) -> str:
+    """``name=0.750 [0.600-0.900] n=20`` for a score with a CI; ``name=value`` otherwise."""
+    if isinstance(value, float):
+        return f"{name}={value:.3f}"
+    if isinstance(value, dict) and "value" in value and "ci_low" in value:
+        text = f"{name}={_num(value['value'])}"
+        if value.get("ci_low") is not None and value.get("ci_high") is not None:
+            text += f" [{_num(value['ci_low'])}-{_num(value['ci_high'])}]"
+        return text + (f" n={value['n']}" if value.get("n") is not None else "")
+    return f"{name}={value}"
+
+
 def _scores(candidate: dict[str, Any]) -> str:
     out = []
     for evaluation in candidate["evaluations"]:
         scores = evaluation.get("scores") or {}
-        shown = ", ".join(
-            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()
-        )
+        shown = ", ".join(_score(k, v) for k, v in scores.items())
         out.append(f"{evaluation.get('eval_type', '?')}: {shown or '-'}")
     return "\n".join(out) or "-"
 
@@ -125,6 +139,29 @@ def results_table(job: dict[str, Any]) -> Table:
     )
     for c in job["candidates"]:
         table.add_row(c["name"], c["status"], _scores(c), c["error"] or "")
+    return table
+
+
+def reference_table(reference: dict[str, Any]) -> Table:
+    """Embedding jobs: the production retriever's metrics, the yardstick for the candidates."""
+    table = Table(
+        "metric",
+        "value",
+        "95% CI",
+        "n",
+        title=f"reference: {reference['name']}",
+        caption=(
+            f"not a candidate; {reference['queries']}/{reference['eval_queries']} "
+            "eval queries have a production ranking"
+        ),
+    )
+    for metric, score in reference["metrics"].items():
+        ci = (
+            "-"
+            if score.get("ci_low") is None
+            else f"{_num(score['ci_low'])}-{_num(score['ci_high'])}"
+        )
+        table.add_row(metric, _num(score.get("value")), ci, str(score.get("n", "-")))
     return table
 
 
@@ -142,6 +179,10 @@ def _show(job: dict[str, Any]) -> None:
     if job["recommendation"]:
         _out.print(f"recommendation: {job['recommendation']}")
     _out.print(results_table(job))
+    if job.get("reference"):
+        _out.print(reference_table(job["reference"]))
+    elif job.get("reference_note"):
+        _out.print(f"reference: {job['reference_note']}")
 
 
 @app.command("show")

@@ -23,13 +23,15 @@ function frame(title, description, width, height, ...children) {
 
 /**
  * Horizontal bars (one per variant) with CI whiskers on a 0–1 axis and a dashed line at
- * the reference model's level.
- * rows: [{label, value, ci_low, ci_high, n}]; reference: {value, label}; threshold: {value, label}
+ * the reference's level (the production model, or for embedding jobs the production
+ * retriever's own ranking; ``kind`` adds a ``reference-{kind}`` class).
+ * rows: [{label, value, ci_low, ci_high, n}]; reference: {value, label, kind?}; threshold: {value, label}
  */
 export function scoreChart({ title, rows, reference, threshold }) {
   const W = 640;
   const rowH = 34;
-  const left = 132;
+  // Room for the longest row label (about 6.8 px a character at 12 px); at least 132.
+  const left = Math.max(132, Math.ceil(Math.max(0, ...rows.map((r) => String(r.label).length)) * 6.8) + 16);
   const right = 64;
   const top = 30;
   const H = top + rows.length * rowH + 30;
@@ -93,7 +95,14 @@ export function scoreChart({ title, rows, reference, threshold }) {
   if (reference && reference.value !== null && reference.value !== undefined) {
     const rx = x(reference.value);
     parts.push(
-      s("line", { x1: rx, x2: rx, y1: top - 10, y2: H - 24, class: "reference" }),
+      s("line", {
+        x1: rx,
+        x2: rx,
+        y1: top - 10,
+        y2: H - 24,
+        class: reference.kind ? `reference reference-${reference.kind}` : "reference",
+        "data-value": reference.value,
+      }),
       s(
         "text",
         { x: rx, y: top - 14, class: "ref-label", "text-anchor": rx > W - 140 ? "end" : "middle" },

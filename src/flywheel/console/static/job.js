@@ -1,6 +1,8 @@
 // #/jobs/{id}: timeline, dataset stages, scores with CIs, training curves, actions, promotion.
+// Embedding jobs show retrieval metrics instead (recall@k, nDCG@10, MRR@10), the retrieval
+// dataset counts and drop reasons, and the production retriever's reference row.
 
-import { api, can, enc } from "./api.js";
+import { api, can, currentPromotion, enc } from "./api.js";
 import { legend, lossChart, scoreChart } from "./charts.js";
 import {
   announce,
@@ -21,18 +23,63 @@ const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const ACTIVE = new Set(["pending", "running", "cancelling"]);
 const VARIANTS = ["base", "icl", "customized"];
 const VARIANT_LABEL = { base: "Base", icl: "ICL (few-shot)", customized: "Customized (LoRA)" };
+const EMBED_VARIANT_LABEL = { base: "Base", customized: "Customized (fine-tuned)" };
+const RETRIEVAL_METRICS = ["recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10"];
 const METRIC_ORDER = [
   "function_name_accuracy",
   "function_name_and_args_accuracy",
   "judge_similarity",
   "format_validity_rate",
+  ...RETRIEVAL_METRICS,
 ];
 const METRIC_LABEL = {
   function_name_accuracy: "Tool name accuracy",
   function_name_and_args_accuracy: "Tool name + arguments accuracy",
   judge_similarity: "Judge similarity",
   format_validity_rate: "Valid output format",
+  "recall@1": "Recall@1",
+  "recall@5": "Recall@5",
+  "recall@10": "Recall@10",
+  "ndcg@10": "nDCG@10",
+  "mrr@10": "MRR@10",
 };
+const RETRIEVAL_DROP_REASONS = {
+  empty_query: "the query was empty after normalisation",
+  no_retrieved: "no passage was left after passage cleaning",
+  no_positives: "no passage was used or clicked",
+  positive_not_retrieved: "the used passages were not among those the retriever returned",
+};
+const PASSAGE_ISSUES = {
+  empty_text: "blank passage text",
+  unsafe_doc_id: "a tab or newline in the passage id",
+  repeated_in_log: "a second copy of a passage in one log",
+  positive_id_not_retrieved: "a used id the retriever did not return",
+};
+const NEGATIVE_EXCLUSIONS = {
+  relevant_for_same_query: "used or clicked for the same query elsewhere",
+  exact_duplicate_of_positive: "same text as a positive",
+  near_duplicate_of_positive: "nearly the same text as a positive",
+};
+const RETRIEVAL_COUNTS = [
+  ["logs_read", "Retrieval logs read"],
+  ["chat_logs_converted", "Chat logs converted"],
+  ["usable_logs", "Usable logs"],
+  ["dropped_logs", "Dropped logs"],
+  ["unique_queries", "Unique queries"],
+  ["merged_duplicate_logs", "Duplicate logs merged"],
+  ["eval_queries", "Eval queries"],
+  ["train_queries", "Training queries"],
+  ["val_queries", "Validation queries"],
+  ["train_rows", "Training rows"],
+  ["val_rows", "Validation rows"],
+  ["corpus_docs", "Corpus passages"],
+  ["hard_negatives", "Hard negatives"],
+  ["queries_short_of_negatives", "Queries short of negatives"],
+  ["truncated_texts", "Truncated texts"],
+  ["reference_run_queries", "Eval queries with a production ranking"],
+];
+const isEmbedding = (job) => job.job_type === "embedding_job";
+const variantLabel = (job, v) => (isEmbedding(job) ? EMBED_VARIANT_LABEL[v] : VARIANT_LABEL[v]) || v;
 const DROP_REASONS = {
   invalid_shape: "not an OpenAI-style request and response",
   error_response: "the production model answered with an error",
@@ -102,8 +149,9 @@ function render(root, job) {
     summary(job),
     job.error || job.warnings.length ? problems(job) : null,
     timeline(job),
-    datasets(job),
+    isEmbedding(job) ? retrievalDatasets(job) : datasets(job),
     job.recommendation ? recommendation(job) : null,
+    isEmbedding(job) ? retrievalScores(job) : null,
     h("h2", {}, "Candidates"),
     job.candidates.length ? job.candidates.map((c) => candidate(job, c)) : h("p", { class: "muted" }, "No candidates."),
     artifacts(job),
@@ -205,7 +253,11 @@ function timeline(job) {
   step(
     job.dataset_stats ? "done" : job.stage === "datasets" ? "current" : terminal ? "failed" : "todo",
     "Datasets built",
-    job.dataset_stats ? `kept ${job.dataset_stats.stages?.kept ?? "?"} records · ${fmtDuration(timings.datasets_s)}` : null,
+    job.dataset_stats
+      ? isEmbedding(job)
+        ? `${job.dataset_stats.unique_queries ?? "?"} unique queries, ${job.dataset_stats.eval_queries ?? "?"} for eval · ${fmtDuration(timings.datasets_s)}`
+        : `kept ${job.dataset_stats.stages?.kept ?? "?"} records · ${fmtDuration(timings.datasets_s)}`
+      : null,
   );
   for (const c of job.candidates) {
     const evals = c.evaluations || [];
@@ -283,6 +335,133 @@ function datasets(job) {
   return section;
 }
 
+function countTable(id, caption, entries, explain) {
+  return h(
+    "table",
+    { class: "data compact", id },
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, ["Reason", "Count", "What it means"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, entries.map(([r, n]) => h("tr", {}, h("th", { scope: "row" }, h("code", {}, r)), h("td", { class: "num", "data-reason": r }, n), h("td", {}, explain[r] || "")))),
+  );
+}
+
+function retrievalDatasets(job) {
+  const stats = job.dataset_stats;
+  const section = h("section", { "aria-labelledby": "ds-h" }, h("h2", { id: "ds-h" }, "Datasets"));
+  if (!stats) {
+    section.append(h("p", { class: "muted" }, "Not built yet."));
+    return section;
+  }
+  const parts = [
+    h(
+      "table",
+      { class: "data compact", id: "retrieval-counts" },
+      h("caption", {}, "Logs, queries and rows"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Count"), h("th", { scope: "col", class: "num" }, "Value"))),
+      h(
+        "tbody",
+        {},
+        RETRIEVAL_COUNTS.filter(([k]) => k in stats).map(([k, label]) => h("tr", {}, h("th", { scope: "row" }, label), h("td", { class: "num", "data-count": k }, stats[k]))),
+      ),
+    ),
+  ];
+  const drops = Object.entries(stats.drop_reasons || {});
+  parts.push(drops.length ? countTable("drop-reasons", "Dropped logs and why", drops, RETRIEVAL_DROP_REASONS) : h("p", { class: "muted" }, "No logs were dropped."));
+  const issues = Object.entries(stats.passage_issues || {});
+  if (issues.length) parts.push(countTable("passage-issues", "Passages left out of a log", issues, PASSAGE_ISSUES));
+  const exclusions = Object.entries(stats.negative_exclusions || {});
+  if (exclusions.length) parts.push(countTable("negative-exclusions", "Passages kept out of the hard negatives", exclusions, NEGATIVE_EXCLUSIONS));
+  section.append(h("div", { class: "cols" }, parts));
+  return section;
+}
+
+/** The production retriever's level on one metric, as a chart reference line (or null). */
+function referenceLevel(job, metric) {
+  const sc = job.reference?.metrics?.[metric];
+  if (!sc || sc.value === null || sc.value === undefined) return null;
+  return { value: sc.value, label: `production retriever ${Number(sc.value).toFixed(3)}`, kind: "production" };
+}
+
+/** The value cell's attributes: where the platform's own aggregate differs, it is shown beside ours. */
+function valueAttrs(sc) {
+  if (!sc.differs) return { class: "num", "data-col": "value" };
+  const theirs = fmtNumber(sc.platform_value);
+  return {
+    class: "num differs",
+    "data-col": "value",
+    "data-platform-value": theirs,
+    title: `Recomputed by Flywheel from the per-item results; the platform's own aggregate is ${theirs}.`,
+  };
+}
+
+function scoreCell(sc, metric) {
+  if (!sc || sc.value === null || sc.value === undefined) return h("td", { class: "num muted", "data-metric": metric }, "—");
+  return h(
+    "td",
+    { class: "num", "data-metric": metric },
+    h("span", { class: "v" }, fmtNumber(sc.value)),
+    h("span", { class: "ci" }, sc.ci_low === null ? "—" : `${fmtNumber(sc.ci_low)} – ${fmtNumber(sc.ci_high)}`),
+  );
+}
+
+/** Every candidate variant and the reference row side by side, one column per metric. */
+function retrievalScores(job) {
+  const rows = [];
+  for (const c of job.candidates) {
+    for (const e of c.evaluations || []) {
+      const scores = e.scores || {};
+      if (!RETRIEVAL_METRICS.some((m) => scores[m])) continue;
+      const n = RETRIEVAL_METRICS.map((m) => scores[m]?.n).find((v) => v !== undefined);
+      rows.push(
+        h(
+          "tr",
+          { "data-row": `${c.name}/${e.eval_type}` },
+          h("th", { scope: "row" }, `${c.name} · ${variantLabel(job, e.eval_type)}`),
+          RETRIEVAL_METRICS.map((m) => scoreCell(scores[m], m)),
+          h("td", { class: "num", "data-col": "n" }, n ?? "—"),
+        ),
+      );
+    }
+  }
+  const ref = job.reference;
+  if (ref) {
+    rows.push(
+      h(
+        "tr",
+        { "data-row": "reference", class: "reference-row" },
+        h("th", { scope: "row" }, `${ref.name} (reference, not a candidate)`),
+        RETRIEVAL_METRICS.map((m) => scoreCell(ref.metrics[m], m)),
+        h("td", { class: "num", "data-col": "n" }, ref.queries),
+      ),
+    );
+  }
+  if (!rows.length && !job.reference_note) return null;
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "rs-h", id: "retrieval-scores" },
+    h("h2", { id: "rs-h" }, "Retrieval scores"),
+    rows.length
+      ? h(
+          "table",
+          { class: "data compact retrieval", id: "retrieval-table" },
+          h("caption", {}, "Mean over eval queries, with 95% confidence intervals; n = queries scored"),
+          h("thead", {}, h("tr", {}, ["Model", ...RETRIEVAL_METRICS.map(metricLabel), "n"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, rows),
+        )
+      : null,
+    ref
+      ? h(
+          "p",
+          { class: "muted", id: "reference-coverage" },
+          `The production retriever's own logged ranking, scored the same way over the ${ref.queries} of ${ref.eval_queries} eval queries that have one` +
+            (ref.excluded_queries ? ` (${ref.excluded_queries} without a ranking left out).` : "."),
+        )
+      : job.reference_note
+        ? h("p", { class: "muted", id: "reference-note" }, job.reference_note)
+        : null,
+  );
+}
+
 function recommendation(job) {
   const rec = job.recommendation;
   const ranked = rec.ranked || [];
@@ -296,8 +475,19 @@ function recommendation(job) {
     h(
       "p",
       { class: best ? "rec-best" : "muted", id: "rec-best" },
-      best ? ["Recommended: ", h("strong", {}, best)] : "No candidate reached parity with the reference model.",
+      best
+        ? ["Recommended: ", h("strong", {}, best)]
+        : isEmbedding(job)
+          ? "No candidate could be scored."
+          : "No candidate reached parity with the reference model.",
     ),
+    !llm && job.reference && rec.metric
+      ? h(
+          "p",
+          { class: "muted", id: "rec-reference" },
+          `Production retriever (reference, not a candidate): ${metricLabel(rec.metric)} ${fmtNumber(job.reference.metrics[rec.metric]?.value)} over ${job.reference.queries} eval queries.`,
+        )
+      : null,
     llm
       ? h("p", { class: "muted" }, `Reference model: ${fmtMoney(rec.reference_cost_per_1k_requests)} per 1k requests, ${fmtMoney(rec.reference_monthly_cost)} per month at ${rec.requests_last_30_days} requests in the last 30 days.`)
       : null,
@@ -309,7 +499,7 @@ function recommendation(job) {
           h(
             "thead",
             {},
-            h("tr", {}, (llm ? ["Rank", "Candidate / variant", "Cost per 1k requests", "Monthly cost", "Monthly savings", "p95 latency"] : ["Rank", "Candidate / variant", rec.metric]).map((t) => h("th", { scope: "col" }, t))),
+            h("tr", {}, (llm ? ["Rank", "Candidate / variant", "Cost per 1k requests", "Monthly cost", "Monthly savings", "p95 latency"] : ["Rank", "Candidate / variant", metricLabel(rec.metric)]).map((t) => h("th", { scope: "col" }, t))),
           ),
           h(
             "tbody",
@@ -344,13 +534,15 @@ function candidate(job, c) {
   for (const metric of metrics) {
     const rows = order.map((v) => {
       const sc = (evals[v].scores || {})[metric];
-      return { label: VARIANT_LABEL[v] || v, kind: v, value: sc?.value ?? null, ci_low: sc?.ci_low ?? null, ci_high: sc?.ci_high ?? null };
+      return { label: variantLabel(job, v), kind: v, value: sc?.value ?? null, ci_low: sc?.ci_low ?? null, ci_high: sc?.ci_high ?? null };
     });
     const baseValue = (evals.base?.scores || {})[metric]?.value;
     const reference = embedding
-      ? baseValue !== undefined && baseValue !== null
-        ? { value: baseValue, label: `base model ${Number(baseValue).toFixed(3)}` }
-        : null
+      ? job.reference
+        ? referenceLevel(job, metric)
+        : baseValue !== undefined && baseValue !== null
+          ? { value: baseValue, label: `base model ${Number(baseValue).toFixed(3)}` }
+          : null
       : { value: 1, label: "reference model 1.00" };
     const threshold = !embedding && margin !== undefined ? { value: 1 - margin } : null;
     section.append(
@@ -366,7 +558,14 @@ function candidate(job, c) {
     section.append(
       legend(
         [
-          ["sw-reference", embedding ? "dashed: base model" : "dashed: reference (production) model, whose answers are the ground truth"],
+          [
+            "sw-reference",
+            embedding
+              ? job.reference
+                ? `dashed: production retriever, its own logged ranking (${job.reference.queries} queries; a yardstick, not a candidate)`
+                : "dashed: base model"
+              : "dashed: reference (production) model, whose answers are the ground truth",
+          ],
           embedding || margin === undefined ? null : ["sw-threshold", `dotted: parity threshold (1 − margin ${margin})`],
           ["sw-whisker", "whiskers: 95% confidence interval"],
         ].filter(Boolean),
@@ -376,19 +575,19 @@ function candidate(job, c) {
   if (!order.length) {
     section.append(h("p", { class: "muted" }, c.status === "pending" ? "Not started yet." : "No evaluations yet."));
   } else {
-    section.append(scoresTable(c, order, evals, metrics));
-    section.append(latencyTable(c, order, evals, embedding));
+    section.append(scoresTable(job, c, order, evals, metrics));
+    section.append(embedding ? statusTable(job, c, order, evals) : latencyTable(c, order, evals, embedding));
   }
-  if (c.customization) section.append(training(c));
+  if (c.customization) section.append(training(c, embedding));
   return section;
 }
 
-function scoresTable(c, order, evals, metrics) {
+function scoresTable(job, c, order, evals, metrics) {
   const rows = [];
   for (const v of order) {
     const scores = evals[v].scores || {};
     if (!metrics.length || !Object.keys(scores).length) {
-      rows.push(h("tr", { "data-variant": v }, h("th", { scope: "row" }, VARIANT_LABEL[v] || v), h("td", { colspan: 4, class: "muted" }, `${evals[v].status}${evals[v].error ? `: ${evals[v].error}` : ""}`)));
+      rows.push(h("tr", { "data-variant": v }, h("th", { scope: "row" }, variantLabel(job, v)), h("td", { colspan: 4, class: "muted" }, `${evals[v].status}${evals[v].error ? `: ${evals[v].error}` : ""}`)));
       continue;
     }
     for (const m of metrics) {
@@ -398,9 +597,9 @@ function scoresTable(c, order, evals, metrics) {
         h(
           "tr",
           { class: "score-row", "data-candidate": c.name, "data-variant": v, "data-metric": m },
-          h("th", { scope: "row" }, VARIANT_LABEL[v] || v),
+          h("th", { scope: "row" }, variantLabel(job, v)),
           h("td", {}, metricLabel(m)),
-          h("td", { class: "num", "data-col": "value" }, fmtNumber(sc.value)),
+          h("td", valueAttrs(sc), fmtNumber(sc.value)),
           h("td", { class: "num", "data-col": "ci" }, sc.ci_low === null ? "—" : `${fmtNumber(sc.ci_low)} – ${fmtNumber(sc.ci_high)}`),
           h("td", { class: "num", "data-col": "n" }, sc.n ?? "—"),
         ),
@@ -413,6 +612,29 @@ function scoresTable(c, order, evals, metrics) {
     h("caption", {}, `Scores of ${c.name}`),
     h("thead", {}, h("tr", {}, ["Variant", "Metric", "Value", "95% CI", "n"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows),
+  );
+}
+
+/** Embedding jobs: no latency, cost or parity gate (ranking is by nDCG@10). */
+function statusTable(job, c, order, evals) {
+  return h(
+    "table",
+    { class: "data compact latency" },
+    h("caption", {}, `Status and runtime of ${c.name}`),
+    h("thead", {}, h("tr", {}, ["Variant", "Status", "Runtime"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "tbody",
+      {},
+      order.map((v) =>
+        h(
+          "tr",
+          { "data-variant": v },
+          h("th", { scope: "row" }, variantLabel(job, v)),
+          h("td", {}, badge(evals[v].status), evals[v].error ? ` ${evals[v].error}` : ""),
+          h("td", { class: "num" }, fmtDuration(evals[v].runtime_seconds)),
+        ),
+      ),
+    ),
   );
 }
 
@@ -446,7 +668,7 @@ function latencyTable(c, order, evals, embedding) {
   );
 }
 
-function training(c) {
+function training(c, embedding = false) {
   const cu = c.customization;
   const d = cu.details || {};
   const train = Array.isArray(d.train_loss) ? d.train_loss : Number.isFinite(d.loss) ? [d.loss] : [];
@@ -461,7 +683,7 @@ function training(c) {
   return h(
     "div",
     { class: "training", "data-candidate": c.name },
-    h("h4", {}, "Customization (LoRA fine-tuning)"),
+    h("h4", {}, embedding ? "Customization (fine-tuning)" : "Customization (LoRA fine-tuning)"),
     h("dl", { class: "summary inline" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     cu.error ? h("p", { class: "error-box" }, cu.error) : null,
     h(
@@ -514,7 +736,7 @@ function promoteForm(job) {
   const variant = h("select", {});
   const best = job.recommendation?.best;
   const fillVariants = () => {
-    fill(variant, evaluated[cand.value].map((v) => h("option", { value: v, selected: best === `${cand.value}/${v}` }, VARIANT_LABEL[v] || v)));
+    fill(variant, evaluated[cand.value].map((v) => h("option", { value: v, selected: best === `${cand.value}/${v}` }, variantLabel(job, v))));
   };
   if (best && best.includes("/")) cand.value = best.split("/")[0] in evaluated ? best.split("/")[0] : names[0];
   fillVariants();
@@ -533,8 +755,16 @@ function promoteForm(job) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const what = `${cand.value} (${VARIANT_LABEL[variant.value] || variant.value})`;
-    const ok = await confirmAction("Promote this model?", `${what} will serve ${job.client_id} / ${job.workload_id}. Applications switch on their next read.`, "Promote");
+    const what = `${cand.value} (${variantLabel(job, variant.value)})`;
+    let seen; // the promotion this replaces, sent as expected_current (409 if it changed since)
+    try {
+      seen = await currentPromotion(job.client_id, job.workload_id);
+    } catch (err) {
+      fill(result, h("p", { class: "error-box", role: "alert" }, err.message));
+      return;
+    }
+    const replaces = seen ? ` It replaces ${seen.model} (${seen.variant}).` : " It replaces the configured model.";
+    const ok = await confirmAction("Promote this model?", `${what} will serve ${job.client_id} / ${job.workload_id}.${replaces} Applications switch on their next read.`, "Promote");
     if (!ok) return;
     button.disabled = true;
     try {
@@ -543,6 +773,7 @@ function promoteForm(job) {
         candidate: cand.value,
         variant: variant.value,
         note: note.value,
+        expected_current: seen ? seen.id : null,
       });
       const hook = out.webhook;
       fill(
