@@ -1,4 +1,5 @@
-"""Console fixtures: the API on real SQLite stores with keys of every role and seeded logs."""
+"""Console fixtures: the API on real SQLite stores with keys of every role and seeded logs,
+and the real workflow (in process, fake model platform) to run the jobs it creates."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from flywheel.services.workflow_port import DeferredLauncher
 from flywheel.stores.base import LogStore, StateStore
 from flywheel.stores.registry import open_log_store, open_state_store
 from tests.api.conftest import Api, TestClient, make_settings, retrieval_log
+from tests.console.fixtures import Workflow, write_job_config
 
 CLIENT, WORKLOAD = "aiva", "tool-router"
 
@@ -87,6 +89,14 @@ def api(tmp_path: Path, stores: tuple[StateStore, LogStore]) -> Iterator[Api]:
     state, logs = stores
     keys = keys_for(state)
     launcher = DeferredLauncher()
-    app = create_app(make_settings(tmp_path), state_store=state, log_store=logs, workflow=launcher)
+    settings = make_settings(tmp_path, config_path=write_job_config(tmp_path / "config.yaml"))
+    app = create_app(settings, state_store=state, log_store=logs, workflow=launcher)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(app=app, client=client, state=state, logs=logs, launcher=launcher, keys=keys)
+
+
+@pytest.fixture
+def workflow(tmp_path: Path, stores: tuple[StateStore, LogStore]) -> Workflow:
+    """The real workflow steps over the API's stores (jobs stay pending until run)."""
+    state, logs = stores
+    return Workflow.over(state, logs, tmp_path / "workflow")

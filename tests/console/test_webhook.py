@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flywheel.services.workflow_port import DeferredLauncher
 from flywheel.stores.base import LogStore, StateStore
 from tests.api.conftest import Api, TestClient, make_settings
 from tests.console.conftest import CLIENT, WORKLOAD, keys_for
-from tests.console.fixtures import finish_job
+from tests.console.fixtures import Workflow, write_job_config
 
 SECRET = "s3cret-for-tests"
 
@@ -63,6 +64,7 @@ def _api(tmp_path: Path, stores: tuple[StateStore, LogStore], url: str) -> Itera
     state, logs = stores
     settings = make_settings(
         tmp_path,
+        config_path=write_job_config(tmp_path / "config.yaml"),
         promotion_webhook_url=url,
         promotion_webhook_secret_env="FLYWHEEL_TEST_WEBHOOK_SECRET",
     )
@@ -78,29 +80,44 @@ def _api(tmp_path: Path, stores: tuple[StateStore, LogStore], url: str) -> Itera
         )
 
 
-def _finished(api: Api) -> tuple[str, str]:
+def _finished(api: Api, workflow: Workflow) -> tuple[str, str]:
+    """A job created through the API, run to completion by the real workflow."""
     job_id = api.client.post(
         "/api/jobs",
         json={"client_id": CLIENT, "workload_id": WORKLOAD},
         headers=api.headers("operator"),
     ).json()["id"]
-    finish_job(api.state, job_id)
+    assert workflow.run(job_id).status == "completed"
     candidate = api.state.list_candidate_runs(job_id)[0].name
     return job_id, candidate
+
+
+def _promotions(api: Api) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.client.get(
+        f"/api/workloads/{CLIENT}/{WORKLOAD}/promotions", headers=api.headers("viewer")
+    ).json()["items"]
+    return items
 
 
 def test_promotion_and_rollback_call_the_webhook_signed(
     tmp_path: Path,
     stores: tuple[StateStore, LogStore],
+    workflow: Workflow,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_TEST_WEBHOOK_SECRET", SECRET)
     for api in _api(tmp_path, stores, receiver.url):
-        job_id, candidate = _finished(api)
+        job_id, candidate = _finished(api, workflow)
         out = api.client.post(
             f"/api/workloads/{CLIENT}/{WORKLOAD}/promotions",
-            json={"job_id": job_id, "candidate": candidate, "variant": "icl", "note": "n"},
+            json={
+                "job_id": job_id,
+                "candidate": candidate,
+                "variant": "icl",
+                "note": "n",
+                "expected_current": None,
+            },
             headers=api.headers("operator"),
         ).json()
         assert out["webhook"] == {
@@ -109,7 +126,9 @@ def test_promotion_and_rollback_call_the_webhook_signed(
             "attempts": 1,
             "status_code": 200,
             "error": None,
+            "at": out["webhook"]["at"],
         }
+        assert out["current"]["webhook"] == out["webhook"]
         headers, body = receiver.requests[-1]
         assert verify(body, SECRET, headers[SIGNATURE_HEADER])
         assert not verify(body + b" ", SECRET, headers[SIGNATURE_HEADER])
@@ -120,10 +139,13 @@ def test_promotion_and_rollback_call_the_webhook_signed(
         assert event["current"]["model"] == candidate
         assert headers["X-Flywheel-Event"] == "promotion"
 
-        api.client.post(
+        rolled = api.client.post(
             f"/api/workloads/{CLIENT}/{WORKLOAD}/promotions/rollback",
+            json={"expected_current": out["current"]["id"]},
             headers=api.headers("operator"),
-        )
+        ).json()
+        assert rolled["webhook"]["delivered"] is True
+        assert _promotions(api)[0]["rollback_webhook"] == rolled["webhook"]
         headers, body = receiver.requests[-1]
         assert verify(body, SECRET, headers[SIGNATURE_HEADER])
         rollback = orjson.loads(body)
@@ -132,19 +154,26 @@ def test_promotion_and_rollback_call_the_webhook_signed(
         assert rollback["rolled_back"]["id"] == out["current"]["id"]
 
 
-def test_a_failing_webhook_is_recorded_not_raised(
+def test_a_failing_webhook_is_recorded_on_the_promotion_not_raised(
     tmp_path: Path,
     stores: tuple[StateStore, LogStore],
+    workflow: Workflow,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_TEST_WEBHOOK_SECRET", SECRET)
-    receiver.statuses = [503] * 10
+    receiver.statuses = [503] * 4 + [404]
     for api in _api(tmp_path, stores, receiver.url):
-        job_id, candidate = _finished(api)
+        job_id, candidate = _finished(api, workflow)
+        before = datetime.now(UTC)
         response = api.client.post(
             f"/api/workloads/{CLIENT}/{WORKLOAD}/promotions",
-            json={"job_id": job_id, "candidate": candidate, "variant": "base"},
+            json={
+                "job_id": job_id,
+                "candidate": candidate,
+                "variant": "base",
+                "expected_current": None,
+            },
             headers=api.headers("operator"),
         )
         assert response.status_code == 201
@@ -153,11 +182,29 @@ def test_a_failing_webhook_is_recorded_not_raised(
         assert hook["attempts"] == 4
         assert hook["status_code"] == 503
         assert "failed after 4 attempt(s)" in hook["error"]
-        # The promotion stands: applications still read it.
+        assert datetime.fromisoformat(hook["at"]) >= before.replace(microsecond=0)
+        # The promotion stands, and its record says the webhook failed, wherever it is read.
         model = api.client.get(
             f"/api/workloads/{CLIENT}/{WORKLOAD}/model", headers=api.headers("viewer")
+        ).json()
+        assert model["id"] == response.json()["current"]["id"]
+        assert model["webhook"] == hook
+        assert _promotions(api)[0]["webhook"] == hook
+
+        # A refused rollback notification (4xx: not retried) is kept on the rolled-back one.
+        rolled = api.client.post(
+            f"/api/workloads/{CLIENT}/{WORKLOAD}/promotions/rollback",
+            json={"expected_current": model["id"]},
+            headers=api.headers("operator"),
         )
-        assert model.json()["id"] == response.json()["current"]["id"]
+        assert rolled.status_code == 200
+        kept = _promotions(api)[0]
+        assert kept["rolled_back"] is True
+        assert kept["webhook"] == hook
+        assert kept["rollback_webhook"]["delivered"] is False
+        assert kept["rollback_webhook"]["attempts"] == 1
+        assert kept["rollback_webhook"]["status_code"] == 404
+        assert "refused with HTTP 404" in kept["rollback_webhook"]["error"]
 
 
 def test_sender_retries_transient_failures_then_delivers(receiver: Receiver) -> None:

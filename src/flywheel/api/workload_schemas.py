@@ -59,6 +59,7 @@ class PromotionIn(BaseModel):
                     "candidate": "llama-3.2-1b-instruct",
                     "variant": "customized",
                     "note": "parity on tool calls at a tenth of the cost",
+                    "expected_current": "prm_0187a3c9d2e4f5a6b1c2d3e4",
                 }
             ]
         },
@@ -68,6 +69,38 @@ class PromotionIn(BaseModel):
     candidate: str = Field(min_length=1, max_length=200)
     variant: Literal["base", "icl", "customized"]
     note: str = Field(default="", max_length=2000)
+    expected_current: str | None = Field(
+        max_length=200,
+        description="Id of the promotion you saw in force (null: you saw none). Required: if "
+        "another promotion or rollback happened since, the request is refused with 409.",
+    )
+
+
+class RollbackIn(BaseModel):
+    """Roll back the promotion you saw in force."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"expected_current": "prm_0187a3c9d2e4f5a6b1c2d3e4"}]},
+    )
+
+    expected_current: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Id of the promotion in force that you mean to roll back; 409 if another "
+        "promotion or rollback happened since.",
+    )
+
+
+class WebhookOut(BaseModel):
+    """What the promotion webhook answered for one event (kept on the promotion)."""
+
+    url: str
+    delivered: bool
+    attempts: int
+    status_code: int | None
+    error: str | None
+    at: datetime = Field(description="When the last attempt ended.")
 
 
 class PromotionOut(BaseModel):
@@ -84,6 +117,14 @@ class PromotionOut(BaseModel):
     promoted_by: str | None
     promoted_at: datetime
     rolled_back: bool
+    webhook: WebhookOut | None = Field(
+        description="Outcome of the webhook call announcing this promotion (null: no webhook "
+        "is configured). A failed delivery does not undo the promotion."
+    )
+    rollback_webhook: WebhookOut | None = Field(
+        description="Outcome of the webhook call announcing its rollback (null: not rolled "
+        "back, or no webhook is configured)."
+    )
 
     @classmethod
     def from_domain(cls, promotion: Promotion) -> PromotionOut:
@@ -91,18 +132,12 @@ class PromotionOut(BaseModel):
         return cls.model_validate(promotion.model_dump())
 
 
-class WebhookOut(BaseModel):
-    """The outcome of the promotion webhook call (absent when none is configured)."""
-
-    url: str
-    delivered: bool
-    attempts: int
-    status_code: int | None
-    error: str | None
-
-
 class PromotionResult(BaseModel):
-    """The promotion now in force (null after rolling back the only one), and what changed."""
+    """The promotion now in force (null after rolling back the only one), and what changed.
+
+    ``webhook`` is this event's webhook outcome (null when none is configured); it is also
+    kept on the promotion (``webhook``, or the rolled-back one's ``rollback_webhook``).
+    """
 
     current: PromotionOut | None
     rolled_back: PromotionOut | None
@@ -117,7 +152,7 @@ class PromotionResult(BaseModel):
                 PromotionOut.from_domain(outcome.rolled_back) if outcome.rolled_back else None
             ),
             webhook=(
-                WebhookOut.model_validate(outcome.webhook.to_dict()) if outcome.webhook else None
+                WebhookOut.model_validate(outcome.webhook.model_dump()) if outcome.webhook else None
             ),
         )
 

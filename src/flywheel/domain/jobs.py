@@ -135,6 +135,17 @@ class ApiKey(_Entity):
     revoked: bool = False
 
 
+class WebhookOutcome(_Entity):
+    """What the promotion webhook answered for one event, kept so a failure stays visible."""
+
+    url: str = Field(description="scheme://host[:port]/path only: no credentials or query")
+    delivered: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime = Field(default_factory=utcnow, description="When the last attempt ended.")
+
+
 class Promotion(_Entity):
     """A decision to serve a model for a workload, with the evidence behind it."""
 
@@ -149,6 +160,12 @@ class Promotion(_Entity):
     promoted_by: str | None = None
     promoted_at: datetime = Field(default_factory=utcnow)
     rolled_back: bool = False
+    webhook: WebhookOutcome | None = Field(
+        default=None, description="The promotion event's webhook outcome (None: none configured)."
+    )
+    rollback_webhook: WebhookOutcome | None = Field(
+        default=None, description="The webhook outcome of the rollback that retired it."
+    )
 
 
 class Page(BaseModel, Generic[T]):

@@ -7,6 +7,12 @@ meaningful after the job is deleted. The current model of a workload is its newe
 promotion that is not rolled back; rolling back flags that one, so the one before it is
 current again. Applications read the current one through
 ``GET /api/workloads/{client_id}/{workload_id}/model`` and may be told by a webhook.
+
+Promoting and rolling back are compare-and-set: the caller names the promotion it saw in
+force (``expected_current``), and the store refuses (``Conflict``) when another change came
+first, so two people acting on the same screen cannot silently overwrite each other. The
+webhook's outcome (delivered or not, attempts, status, error, when) is kept on the promotion:
+a failed delivery never undoes the change, but it stays visible in the API and the console.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from typing import Any, Literal
 
 import structlog
 
-from flywheel.domain.jobs import JobId, JobStatus, Promotion
-from flywheel.errors import Conflict, NotFound, ValidationFailed
+from flywheel.domain.jobs import JobId, JobStatus, Promotion, WebhookOutcome
+from flywheel.errors import Conflict, NotFound, StoreUnavailable, ValidationFailed
 from flywheel.services.webhooks import Delivery, WebhookSender
 from flywheel.stores.base import StateStore
 
@@ -40,7 +46,7 @@ class PromotionOutcome:
 
     promotion: Promotion | None
     rolled_back: Promotion | None
-    webhook: Delivery | None
+    webhook: WebhookOutcome | None
 
 
 def _check_scope(client_id: str, scope: Scope) -> None:
@@ -100,16 +106,20 @@ class PromotionService:
         job_id: str,
         candidate: str,
         variant: Variant,
+        expected_current: str | None,
         note: str = "",
         promoted_by: str | None = None,
         scope: Scope = None,
     ) -> PromotionOutcome:
         """Record a promotion of one variant of a completed job's candidate, then notify.
 
+        ``expected_current`` is the id of the promotion the caller saw in force (None: none).
+
         Raises:
             NotFound: the job or candidate does not exist (or is out of scope).
             ValidationFailed: the job belongs to another workload.
-            Conflict: the job is not completed, or the variant has no completed evaluation.
+            Conflict: the job is not completed, the variant has no completed evaluation, or
+                the promotion in force is not ``expected_current`` any more.
         """
         _check_scope(client_id, scope)
         job = self._state.get_job(JobId(job_id))
@@ -160,42 +170,54 @@ class PromotionService:
                 scores={"candidate": candidate, **evidence(evaluation["scores"])},
                 note=note,
                 promoted_by=promoted_by,
-            )
+            ),
+            expected_current=expected_current,
         )
-        log.info("model_promoted", client_id=client_id, workload_id=workload_id, job_id=job.id)
-        return PromotionOutcome(promotion, None, self._notify("promotion", promotion, None))
+        log.info(
+            "model_promoted",
+            client_id=client_id,
+            workload_id=workload_id,
+            job_id=job.id,
+            promotion_id=promotion.id,
+            replaced=expected_current,
+        )
+        delivery = self._notify("promotion", promotion, None)
+        promotion = self._record(promotion, delivery, "promotion")
+        return PromotionOutcome(promotion, None, promotion.webhook)
 
     def rollback(
         self,
         client_id: str,
         workload_id: str,
         *,
+        expected_current: str,
         by: str | None = None,
         scope: Scope = None,
     ) -> PromotionOutcome:
         """Flag the current promotion rolled back; the previous one (if any) is current again.
 
+        ``expected_current`` is the id of the promotion the caller saw in force and means
+        to roll back.
+
         Raises:
             NotFound: the client is out of scope.
-            Conflict: nothing is promoted.
+            Conflict: nothing is promoted, or the promotion in force is another one.
         """
         _check_scope(client_id, scope)
-        live = [p for p in self._state.list_promotions(client_id, workload_id) if not p.rolled_back]
-        if not live:
-            raise Conflict(
-                f"nothing to roll back: no model is promoted for {client_id}/{workload_id}"
-            )
-        self._state.mark_promotion_rolled_back(live[0].id)
-        rolled = live[0].model_copy(update={"rolled_back": True})
-        now_current = live[1] if len(live) > 1 else None
+        rolled, now_current = self._state.roll_back_promotion(
+            client_id, workload_id, expected_current=expected_current
+        )
         log.info(
             "promotion_rolled_back",
             client_id=client_id,
             workload_id=workload_id,
             promotion_id=rolled.id,
+            now_current=now_current.id if now_current else None,
             by=by,
         )
-        return PromotionOutcome(now_current, rolled, self._notify("rollback", now_current, rolled))
+        delivery = self._notify("rollback", now_current, rolled)
+        rolled = self._record(rolled, delivery, "rollback")
+        return PromotionOutcome(now_current, rolled, rolled.rollback_webhook)
 
     def _notify(
         self, event: str, current: Promotion | None, rolled_back: Promotion | None
@@ -213,3 +235,37 @@ class PromotionService:
                 "rolled_back": rolled_back.model_dump(mode="json") if rolled_back else None,
             },
         )
+
+    def _record(
+        self,
+        promotion: Promotion,
+        delivery: Delivery | None,
+        event: Literal["promotion", "rollback"],
+    ) -> Promotion:
+        """Keep the webhook's outcome on ``promotion``; the change itself already stands.
+
+        A store outage here must not turn a recorded promotion into an error response, so
+        it is logged and the promotion returned without the outcome.
+        """
+        if delivery is None:
+            return promotion
+        outcome = WebhookOutcome(
+            url=delivery.url,
+            delivered=delivery.delivered,
+            attempts=delivery.attempts,
+            status_code=delivery.status_code,
+            error=delivery.error,
+        )
+        try:
+            return self._state.record_promotion_webhook(promotion.id, outcome, event=event)
+        except StoreUnavailable as exc:
+            log.warning(
+                "promotion_webhook_not_recorded",
+                promotion_id=promotion.id,
+                event=event,
+                delivered=delivery.delivered,
+                error=str(exc),
+            )
+            return promotion.model_copy(
+                update={"webhook" if event == "promotion" else "rollback_webhook": outcome}
+            )

@@ -9,7 +9,8 @@ suite (``tests/contract``) runs against every adapter.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any, Literal, Protocol
 
 from flywheel.domain.jobs import (
     ApiKey,
@@ -22,8 +23,10 @@ from flywheel.domain.jobs import (
     NamedConfig,
     Page,
     Promotion,
+    WebhookOutcome,
 )
 from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog, WorkloadCount
+from flywheel.errors import Conflict
 
 LogRecordT = ChatLog | RetrievalLog
 
@@ -204,16 +207,47 @@ class StateStore(Protocol):
         ...
 
     # -- promotions ---------------------------------------------------------------------
-    def add_promotion(self, promotion: Promotion) -> Promotion:
-        """Record a promotion."""
+    # The promotion in force for a workload is its newest one not rolled back. Changing it
+    # is a compare-and-set on that promotion's id, so two people acting on the same view
+    # cannot both win: the second gets a Conflict naming what is in force now.
+    def add_promotion(self, promotion: Promotion, *, expected_current: str | None) -> Promotion:
+        """Record ``promotion`` as the one in force, if ``expected_current`` still is.
+
+        ``expected_current`` is the id of the promotion the caller saw in force (None: it saw
+        none). The check and the write are one atomic step. The stored promotion sorts
+        newest (its ``promoted_at`` is moved just after the current one's if a clock lags).
+
+        Raises:
+            Conflict: another promotion or rollback came first (see :func:`promotion_moved`),
+                or a promotion with this id exists.
+        """
         ...
 
     def list_promotions(self, client_id: str, workload_id: str) -> list[Promotion]:
         """Promotions for a workload, newest first (rolled-back ones included)."""
         ...
 
-    def mark_promotion_rolled_back(self, promotion_id: str) -> None:
-        """Flag one promotion as rolled back.
+    def roll_back_promotion(
+        self, client_id: str, workload_id: str, *, expected_current: str
+    ) -> tuple[Promotion, Promotion | None]:
+        """Flag ``expected_current`` rolled back, if it is still the one in force.
+
+        Returns the rolled-back promotion and the one in force now (None: the configured
+        model serves again). The check and the write are one atomic step.
+
+        Raises:
+            Conflict: the promotion in force is another one, or none is.
+        """
+        ...
+
+    def record_promotion_webhook(
+        self,
+        promotion_id: str,
+        outcome: WebhookOutcome,
+        *,
+        event: Literal["promotion", "rollback"],
+    ) -> Promotion:
+        """Keep the webhook outcome of a promotion's ``promotion`` or ``rollback`` event.
 
         Raises:
             NotFound: unknown promotion id.
@@ -287,3 +321,37 @@ class LogStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def promotion_moved(
+    client_id: str, workload_id: str, current: Promotion | None, expected: str | None
+) -> Conflict:
+    """The error of a lost promotion compare-and-set: what is in force now, and the fix."""
+    saw = f"promotion {expected}" if expected else "no promotion"
+    if current is None:
+        now = "no model is promoted now (the configured model serves)"
+        retry = "expected_current=null"
+    else:
+        by = f" by {current.promoted_by}" if current.promoted_by else ""
+        now = (
+            f"promotion {current.id} is in force now ({current.model}, {current.variant}, "
+            f"promoted {current.promoted_at.isoformat()}{by})"
+        )
+        retry = f"expected_current={current.id!r}"
+    return Conflict(
+        f"{client_id}/{workload_id} changed since you looked: you saw {saw}, but {now}; "
+        f"reload the workload, check it, and retry with {retry} if you still want this"
+    )
+
+
+def sorted_after(promotion: Promotion, current: Promotion | None) -> Promotion:
+    """``promotion``, its ``promoted_at`` moved 1 ms past ``current``'s if it would not sort after.
+
+    Listings order by ``promoted_at`` then id; the promotion just put in force must come
+    first even when this host's clock lags the one that recorded ``current``.
+    """
+    if current is None or promotion.promoted_at > current.promoted_at:
+        return promotion
+    return promotion.model_copy(
+        update={"promoted_at": current.promoted_at + timedelta(milliseconds=1)}
+    )

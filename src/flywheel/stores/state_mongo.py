@@ -1,19 +1,20 @@
 """MongoDB adapter of the state store (pymongo).
 
 One collection per entity (``jobs``, ``candidate_runs``, ``configs``, ``api_keys``,
-``promotions``), each with an index for every query it serves; entities with an id keep it in
-``_id``. Compare-and-set is a single ``find_one_and_update`` whose filter carries the
-preconditions; when it matches nothing, a second lookup tells a missing document
-(``NotFound``) from a lost race (``Conflict``). Datetimes are BSON dates, read back as
-timezone-aware UTC.
+``promotions``; ``promotion_heads`` says which promotion is in force), each with an index
+for every query it serves; entities with an id keep it in ``_id``. Compare-and-set is a
+single ``find_one_and_update`` whose filter carries the preconditions; when it matches
+nothing, a second lookup tells a missing document (``NotFound``) from a lost race
+(``Conflict``). Datetimes are BSON dates, read back as timezone-aware UTC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel
@@ -32,6 +33,7 @@ from flywheel.domain.jobs import (
     NamedConfig,
     Page,
     Promotion,
+    WebhookOutcome,
     utcnow,
 )
 from flywheel.errors import Conflict, NotFound, StoreUnavailable
@@ -45,6 +47,7 @@ from flywheel.stores._state_inputs import (
     normalized,
     validated_changes,
 )
+from flywheel.stores.base import promotion_moved, sorted_after
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -158,6 +161,7 @@ class MongoStateStore:
         self._configs: Collection[Doc] = db["configs"]
         self._keys: Collection[Doc] = db["api_keys"]
         self._promotions: Collection[Doc] = db["promotions"]
+        self._heads: Collection[Doc] = db["promotion_heads"]
 
     @classmethod
     def from_url(cls, url: str) -> MongoStateStore:
@@ -467,23 +471,97 @@ class MongoStateStore:
             raise NotFound(f"API key {key_id} not found")
 
     # -- promotions ---------------------------------------------------------------------
+    # Which promotion is in force is decided by one small document per workload in
+    # ``promotion_heads``: ``{_id: "<client>/<workload>", current, pending}``. Every change
+    # is a single find_one_and_update on it whose filter carries the expected ``current``
+    # (and no unfinished change), so exactly one of two racing callers wins, without
+    # multi-document transactions (a standalone MongoDB has none). The winner writes the
+    # change it claimed into ``pending`` first and applies it to ``promotions`` afterwards;
+    # whoever touches the workload next finishes a change left pending by a crash.
+    @staticmethod
+    def _head_id(client_id: str, workload_id: str) -> str:
+        return f"{client_id}/{workload_id}"  # "/" is not allowed in ids: unambiguous
+
+    def _apply(self, pending: Mapping[str, Any]) -> None:
+        """Apply a claimed change to ``promotions`` (idempotent: it may run twice)."""
+        if pending["op"] == "add":
+            # A duplicate means it was applied already (by the claimant or an earlier settle).
+            with contextlib.suppress(DuplicateKeyError):
+                self._promotions.insert_one(dict(pending["doc"]))
+        else:
+            self._promotions.update_one({"_id": pending["id"]}, {"$set": {"rolled_back": True}})
+
+    def _settle(self, client_id: str, workload_id: str) -> Doc:
+        """The workload's head with no change pending (created from the history if absent)."""
+        head_id = self._head_id(client_id, workload_id)
+        head = self._heads.find_one({"_id": head_id})
+        if head is None:
+            # First change (or data from before heads existed): the history says what is live.
+            live = self._promotions.find_one(
+                {"client_id": client_id, "workload_id": workload_id, "rolled_back": False},
+                sort=[("promoted_at", DESCENDING), ("_id", DESCENDING)],
+            )
+            head = {"_id": head_id, "current": live["_id"] if live else None, "pending": None}
+            try:
+                self._heads.insert_one(head)
+            except DuplicateKeyError:
+                return self._settle(client_id, workload_id)
+            return head
+        pending = head.get("pending")
+        if pending:
+            self._apply(pending)
+            self._heads.update_one(
+                {"_id": head_id, "pending": pending}, {"$set": {"pending": None}}
+            )
+            head["pending"] = None
+        return head
+
+    def _in_force(self, head: Mapping[str, Any]) -> Promotion | None:
+        doc = None if head["current"] is None else self._promotions.find_one(head["current"])
+        return None if doc is None else _promotion_from_doc(doc)
+
+    def _claim(self, client_id: str, workload_id: str, expected: str | None, update: Doc) -> None:
+        """Compare-and-set the head; on a lost race raise the Conflict naming the winner."""
+        claimed = self._heads.find_one_and_update(
+            {"_id": self._head_id(client_id, workload_id), "current": expected, "pending": None},
+            {"$set": update},
+        )
+        if claimed is None:
+            current = self._in_force(self._settle(client_id, workload_id))
+            raise promotion_moved(client_id, workload_id, current, expected)
+
+    def _finish(self, client_id: str, workload_id: str, pending: Doc) -> None:
+        self._apply(pending)
+        self._heads.update_one(
+            {"_id": self._head_id(client_id, workload_id), "pending": pending},
+            {"$set": {"pending": None}},
+        )
+
     @_translated
-    def add_promotion(self, promotion: Promotion) -> Promotion:
+    def add_promotion(self, promotion: Promotion, *, expected_current: str | None) -> Promotion:
         """See :meth:`StateStore.add_promotion`.
 
         Raises:
-            Conflict: a promotion with this id exists.
+            Conflict: the promotion in force is not ``expected_current``, or the id exists.
         """
-        doc = _with_id(promotion)
-        try:
-            self._promotions.insert_one(doc)
-        except DuplicateKeyError as exc:
-            raise Conflict(f"promotion {promotion.id} already exists") from exc
+        client_id, workload_id = promotion.client_id, promotion.workload_id
+        head = self._settle(client_id, workload_id)
+        if self._promotions.find_one({"_id": promotion.id}, {"_id": 1}) is not None:
+            raise Conflict(f"promotion {promotion.id} already exists")
+        if head["current"] != expected_current:
+            raise promotion_moved(client_id, workload_id, self._in_force(head), expected_current)
+        doc = _with_id(sorted_after(promotion, self._in_force(head)))
+        pending: Doc = {"op": "add", "doc": doc}
+        self._claim(
+            client_id, workload_id, expected_current, {"current": promotion.id, "pending": pending}
+        )
+        self._finish(client_id, workload_id, pending)
         return _promotion_from_doc(doc)
 
     @_translated
     def list_promotions(self, client_id: str, workload_id: str) -> list[Promotion]:
         """See :meth:`StateStore.list_promotions`."""
+        self._settle(client_id, workload_id)
         docs = self._promotions.find(
             {"client_id": client_id, "workload_id": workload_id},
             sort=[("promoted_at", DESCENDING), ("_id", DESCENDING)],
@@ -491,11 +569,52 @@ class MongoStateStore:
         return [_promotion_from_doc(doc) for doc in docs]
 
     @_translated
-    def mark_promotion_rolled_back(self, promotion_id: str) -> None:
-        """See :meth:`StateStore.mark_promotion_rolled_back`."""
-        result = self._promotions.update_one({"_id": promotion_id}, {"$set": {"rolled_back": True}})
-        if result.matched_count == 0:
+    def roll_back_promotion(
+        self, client_id: str, workload_id: str, *, expected_current: str
+    ) -> tuple[Promotion, Promotion | None]:
+        """See :meth:`StateStore.roll_back_promotion`."""
+        head = self._settle(client_id, workload_id)
+        current = self._in_force(head)
+        if current is None or current.id != expected_current:
+            raise promotion_moved(client_id, workload_id, current, expected_current)
+        previous = self._promotions.find_one(
+            {
+                "client_id": client_id,
+                "workload_id": workload_id,
+                "rolled_back": False,
+                "_id": {"$ne": current.id},
+            },
+            sort=[("promoted_at", DESCENDING), ("_id", DESCENDING)],
+        )
+        pending: Doc = {"op": "rollback", "id": current.id}
+        self._claim(
+            client_id,
+            workload_id,
+            expected_current,
+            {"current": previous["_id"] if previous else None, "pending": pending},
+        )
+        self._finish(client_id, workload_id, pending)
+        now = None if previous is None else _promotion_from_doc(previous)
+        return current.model_copy(update={"rolled_back": True}), now
+
+    @_translated
+    def record_promotion_webhook(
+        self,
+        promotion_id: str,
+        outcome: WebhookOutcome,
+        *,
+        event: Literal["promotion", "rollback"],
+    ) -> Promotion:
+        """See :meth:`StateStore.record_promotion_webhook`."""
+        field = "webhook" if event == "promotion" else "rollback_webhook"
+        doc = self._promotions.find_one_and_update(
+            {"_id": promotion_id},
+            {"$set": {field: normalized(outcome).model_dump()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
             raise NotFound(f"promotion {promotion_id} not found")
+        return _promotion_from_doc(doc)
 
     # -- lifecycle ----------------------------------------------------------------------
     @_translated

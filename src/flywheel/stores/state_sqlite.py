@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from flywheel.domain.jobs import (
@@ -29,6 +29,7 @@ from flywheel.domain.jobs import (
     NamedConfig,
     Page,
     Promotion,
+    WebhookOutcome,
     utcnow,
 )
 from flywheel.errors import ConfigError, Conflict, NotFound
@@ -44,6 +45,7 @@ from flywheel.stores._state_inputs import (
     normalized,
     validated_changes,
 )
+from flywheel.stores.base import promotion_moved, sorted_after
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _JOB_COLUMNS = (
@@ -468,26 +470,41 @@ class SqliteStateStore:
                 raise NotFound(f"API key {key_id} not found")
 
     # -- promotions ---------------------------------------------------------------------
-    def add_promotion(self, promotion: Promotion) -> Promotion:
-        """See :meth:`StateStore.add_promotion`.
+    @staticmethod
+    def _current_promotion(
+        conn: sqlite3.Connection, client_id: str, workload_id: str
+    ) -> Promotion | None:
+        row = conn.execute(
+            "SELECT doc, rolled_back FROM promotions WHERE client_id = ? AND workload_id = ?"
+            " AND rolled_back = 0 ORDER BY promoted_ms DESC, id DESC LIMIT 1",
+            (client_id, workload_id),
+        ).fetchone()
+        return None if row is None else _promotion_from_row(*row)
+
+    def add_promotion(self, promotion: Promotion, *, expected_current: str | None) -> Promotion:
+        """See :meth:`StateStore.add_promotion` (the check and insert share one transaction).
 
         Raises:
-            Conflict: a promotion with this id exists.
+            Conflict: the promotion in force is not ``expected_current``, or the id exists.
         """
-        promotion = normalized(promotion)
-        try:
-            with self._db.connection() as conn:
+        client_id, workload_id = promotion.client_id, promotion.workload_id
+        with self._db.transaction() as conn:
+            current = self._current_promotion(conn, client_id, workload_id)
+            if (current.id if current else None) != expected_current:
+                raise promotion_moved(client_id, workload_id, current, expected_current)
+            promotion = normalized(sorted_after(promotion, current))
+            try:
                 conn.execute(
                     "INSERT INTO promotions (id, client_id, workload_id, promoted_ms, rolled_back,"
                     " doc) VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        *(promotion.id, promotion.client_id, promotion.workload_id),
+                        *(promotion.id, client_id, workload_id),
                         *(_ms(promotion.promoted_at), promotion.rolled_back),
                         promotion.model_dump_json(),
                     ),
                 )
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"promotion {promotion.id} already exists") from exc
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"promotion {promotion.id} already exists") from exc
         return promotion
 
     def list_promotions(self, client_id: str, workload_id: str) -> list[Promotion]:
@@ -499,14 +516,39 @@ class SqliteStateStore:
         )
         return [_promotion_from_row(*row) for row in rows]
 
-    def mark_promotion_rolled_back(self, promotion_id: str) -> None:
-        """See :meth:`StateStore.mark_promotion_rolled_back`."""
-        with self._db.connection() as conn:
-            updated = conn.execute(
-                "UPDATE promotions SET rolled_back = 1 WHERE id = ?", (promotion_id,)
-            )
-            if updated.rowcount == 0:
+    def roll_back_promotion(
+        self, client_id: str, workload_id: str, *, expected_current: str
+    ) -> tuple[Promotion, Promotion | None]:
+        """See :meth:`StateStore.roll_back_promotion` (check and update in one transaction)."""
+        with self._db.transaction() as conn:
+            current = self._current_promotion(conn, client_id, workload_id)
+            if current is None or current.id != expected_current:
+                raise promotion_moved(client_id, workload_id, current, expected_current)
+            conn.execute("UPDATE promotions SET rolled_back = 1 WHERE id = ?", (current.id,))
+            now = self._current_promotion(conn, client_id, workload_id)
+        return current.model_copy(update={"rolled_back": True}), now
+
+    def record_promotion_webhook(
+        self,
+        promotion_id: str,
+        outcome: WebhookOutcome,
+        *,
+        event: Literal["promotion", "rollback"],
+    ) -> Promotion:
+        """See :meth:`StateStore.record_promotion_webhook`."""
+        field = "webhook" if event == "promotion" else "rollback_webhook"
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT doc, rolled_back FROM promotions WHERE id = ?", (promotion_id,)
+            ).fetchone()
+            if row is None:
                 raise NotFound(f"promotion {promotion_id} not found")
+            updated = _promotion_from_row(*row).model_copy(update={field: normalized(outcome)})
+            conn.execute(
+                "UPDATE promotions SET doc = ? WHERE id = ?",
+                (updated.model_dump_json(), promotion_id),
+            )
+        return updated
 
     # -- lifecycle ----------------------------------------------------------------------
     def ping(self) -> None:

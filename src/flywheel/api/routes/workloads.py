@@ -19,6 +19,7 @@ from flywheel.api.workload_schemas import (
     PromotionList,
     PromotionOut,
     PromotionResult,
+    RollbackIn,
     WorkloadList,
     WorkloadOut,
 )
@@ -112,7 +113,9 @@ def promote_candidate(
     """Record a promotion of a completed job's candidate variant and call the webhook.
 
     Needs the operator role (as running jobs does); every promotion records who made it
-    and can be rolled back. The webhook's outcome is returned, never raised.
+    and can be rolled back. ``expected_current`` is the promotion the caller saw in force:
+    if another promotion or rollback happened since, the answer is 409 naming the one in
+    force now. The webhook's outcome is returned and kept on the promotion, never raised.
     """
     return PromotionResult.from_outcome(
         promotions.promote(
@@ -121,6 +124,7 @@ def promote_candidate(
             job_id=body.job_id,
             candidate=body.candidate,
             variant=body.variant,
+            expected_current=body.expected_current,
             note=body.note,
             promoted_by=principal.key_id,
             scope=principal.client_ids,
@@ -137,10 +141,21 @@ def promote_candidate(
 def rollback_promotion(
     client_id: ClientId,
     workload_id: WorkloadId,
+    body: RollbackIn,
     promotions: PromotionsDep,
     principal: PrincipalDep,
 ) -> PromotionResult:
-    """Flag the current promotion rolled back; the previous one is in force again."""
+    """Flag the promotion in force rolled back; the previous one is in force again.
+
+    ``expected_current`` must be the promotion in force (409 naming the one that is,
+    otherwise). The webhook's outcome is returned and kept on the rolled-back promotion.
+    """
     return PromotionResult.from_outcome(
-        promotions.rollback(client_id, workload_id, by=principal.key_id, scope=principal.client_ids)
+        promotions.rollback(
+            client_id,
+            workload_id,
+            expected_current=body.expected_current,
+            by=principal.key_id,
+            scope=principal.client_ids,
+        )
     )

@@ -84,3 +84,25 @@ export function can(role) {
 }
 
 export const enc = encodeURIComponent;
+
+/**
+ * The promotion in force for a workload, or null when nothing is promoted (404).
+ * Promote and roll back send its id as `expected_current`: the API refuses (409, naming the
+ * promotion in force) when someone else changed the workload after this was read.
+ */
+export async function currentPromotion(clientId, workloadId) {
+  try {
+    return await api.get(`/api/workloads/${enc(clientId)}/${enc(workloadId)}/model`);
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+}
+
+/** One line on a kept webhook outcome: delivered, or why and when it failed. */
+export function webhookSummary(hook) {
+  if (!hook) return null;
+  if (hook.delivered) return `webhook delivered (${hook.attempts} attempt${hook.attempts === 1 ? "" : "s"})`;
+  const status = hook.status_code ? `HTTP ${hook.status_code}, ` : "";
+  return `webhook failed after ${hook.attempts} attempt${hook.attempts === 1 ? "" : "s"} (${status}${new Date(hook.at).toLocaleString()}): ${hook.error}`;
+}

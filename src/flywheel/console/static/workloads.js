@@ -1,18 +1,9 @@
 // #/workloads (pairs with record counts and current model) and #/workloads/{c}/{w}.
 
-import { api, can, enc } from "./api.js";
+import { api, can, currentPromotion, enc, webhookSummary } from "./api.js";
 import { announce, confirmAction, fill, fmtMoney, fmtMs, fmtNumber, fmtTime, h } from "./dom.js";
 import { metricLabel } from "./job.js";
 import { poll } from "./poll.js";
-
-async function currentModel(c, w) {
-  try {
-    return await api.get(`/api/workloads/${enc(c)}/${enc(w)}/model`);
-  } catch (err) {
-    if (err.status === 404) return null;
-    throw err;
-  }
-}
 
 export function workloadsView(root) {
   const body = h("tbody", {});
@@ -35,7 +26,7 @@ export function workloadsView(root) {
   let lastList = null;
   const load = async () => {
     const list = await api.get("/api/workloads");
-    const models = await Promise.all(list.items.map((w) => currentModel(w.client_id, w.workload_id)));
+    const models = await Promise.all(list.items.map((w) => currentPromotion(w.client_id, w.workload_id)));
     const text = JSON.stringify([list, models]);
     if (text === lastList) return;
     lastList = text;
@@ -89,6 +80,26 @@ function evidence(scores) {
   return h("dl", { class: "summary" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
+/** The webhook outcome kept on a promotion; a failure is shown as an alert-styled box. */
+function webhookNote(hook, id) {
+  if (!hook) return null;
+  const text = webhookSummary(hook);
+  return hook.delivered
+    ? h("p", { class: "muted", id, "data-delivered": "true" }, `Applications were told: ${text}.`)
+    : h(
+        "p",
+        { class: "error-box", id, "data-delivered": "false" },
+        `The promotion stands, but the ${text}. Applications polling the model endpoint see it; others were not told.`,
+      );
+}
+
+function historyWebhook(p) {
+  const parts = [];
+  if (p.webhook) parts.push(h("span", { class: p.webhook.delivered ? "muted" : "warnings" }, p.webhook.delivered ? "delivered" : `failed: ${p.webhook.error}`));
+  if (p.rollback_webhook) parts.push(h("span", { class: p.rollback_webhook.delivered ? "muted" : "warnings" }, p.rollback_webhook.delivered ? " · rollback delivered" : ` · rollback failed: ${p.rollback_webhook.error}`));
+  return parts.length ? parts : "—";
+}
+
 export function workloadView(root, clientId, workloadId) {
   const base = `/api/workloads/${enc(clientId)}/${enc(workloadId)}`;
   const current = h("section", { class: "card", "aria-labelledby": "cur-h", id: "current-model" });
@@ -105,17 +116,19 @@ export function workloadView(root, clientId, workloadId) {
       h(
         "table",
         { class: "data compact", id: "promotion-history" },
-        h("thead", {}, h("tr", {}, ["Promoted", "Model", "Variant", "Job", "By", "Note", "State"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Promoted", "Model", "Variant", "Job", "By", "Note", "State", "Webhook"].map((t) => h("th", { scope: "col" }, t)))),
         historyBody,
       ),
     ),
   );
   let last = null;
+  let shown = null; // the promotion on screen: what a rollback expects to be in force
   const load = async () => {
-    const [model, history] = await Promise.all([currentModel(clientId, workloadId), api.get(`${base}/promotions`)]);
+    const [model, history] = await Promise.all([currentPromotion(clientId, workloadId), api.get(`${base}/promotions`)]);
     const text = JSON.stringify([model, history]);
     if (text === last) return;
     last = text;
+    shown = model;
     fill(
       current,
       h("h2", { id: "cur-h" }, "Model in production"),
@@ -123,6 +136,7 @@ export function workloadView(root, clientId, workloadId) {
         ? [
             h("p", { class: "model-name" }, h("strong", { id: "current-model-name" }, model.model), ` · ${model.variant}`, model.scores?.candidate && model.scores.candidate !== model.model ? ` of ${model.scores.candidate}` : ""),
             h("p", { class: "muted" }, `Promoted ${fmtTime(model.promoted_at)} by ${model.promoted_by || "—"} from job `, model.job_id ? h("a", { href: `#/jobs/${enc(model.job_id)}` }, model.job_id) : "—", model.note ? ` — “${model.note}”` : ""),
+            webhookNote(model.webhook, "current-webhook"),
             h("h3", {}, "Evidence"),
             evidence(model.scores),
           ]
@@ -144,21 +158,28 @@ export function workloadView(root, clientId, workloadId) {
               h("td", {}, p.promoted_by || "—"),
               h("td", {}, p.note || "—"),
               h("td", {}, p.rolled_back ? "rolled back" : p.id === model?.id ? "in production" : "superseded"),
+              h("td", { class: "webhook" }, historyWebhook(p)),
             ),
           )
-        : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No promotions yet.")),
+        : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No promotions yet.")),
     );
   };
   async function rollback() {
-    const ok = await confirmAction("Roll back?", `The current model of ${clientId} / ${workloadId} is rolled back; the previous promotion (or the configured model) serves again.`, "Roll back");
+    const seen = shown;
+    if (!seen) return;
+    const ok = await confirmAction("Roll back?", `${seen.model} (${seen.variant}) is rolled back for ${clientId} / ${workloadId}; the previous promotion (or the configured model) serves again.`, "Roll back");
     if (!ok) return;
     try {
-      const out = await api.post(`${base}/promotions/rollback`);
-      announce(out.current ? `Rolled back; ${out.current.model} serves again` : "Rolled back; the configured model serves again", "ok");
-      await load();
+      // expected_current: if someone promoted or rolled back since this page loaded, the API
+      // refuses with 409 naming the promotion in force, instead of rolling back that one.
+      const out = await api.post(`${base}/promotions/rollback`, { expected_current: seen.id });
+      const hook = out.webhook && !out.webhook.delivered ? ` The ${webhookSummary(out.webhook)}.` : "";
+      const what = out.current ? `Rolled back; ${out.current.model} serves again.` : "Rolled back; the configured model serves again.";
+      announce(what + hook, hook ? "error" : "ok");
     } catch (err) {
       announce(err.message, "error");
     }
+    load().catch((err) => announce(err.message, "error"));
   }
   return poll(load);
 }
