@@ -7,12 +7,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flywheel.api.deps import ServicesDep, require
+from flywheel.api.errors import error_responses
 from flywheel.api.schemas import HealthOut
 from flywheel.domain.jobs import Role
 from flywheel.services.health import check_health, redis_pinger
 
 health_router = APIRouter(tags=["health"])
-metrics_router = APIRouter(tags=["health"], dependencies=[require(Role.viewer)])
+metrics_router = APIRouter(
+    tags=["health"],
+    dependencies=[require(Role.viewer)],
+    responses=error_responses(401, 403, 503),
+)
 
 
 @health_router.get(
