@@ -420,3 +420,26 @@ def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Pa
     )
     assert _wait(platform.poll_evaluation, tuned, _finished).state is WorkState.completed
     assert set(platform.evaluation_outcome(tuned).rankings) == {"q1", "q2"}
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_release_job_cancels_the_jobs_live_work_only(
+    platform: LocalPlatform, files: DatasetFiles, tiny_chat_model: Path
+) -> None:
+    first = CandidateModel(name="tiny-a", hf_model=str(tiny_chat_model))
+    second = CandidateModel(name="tiny-b", hf_model=str(tiny_chat_model))
+    config = _config(first)
+    datasets = platform.upload_datasets(job_id="job-5", files=files)
+    running = platform.start_customization(
+        job_id="job-5", candidate=first, datasets=datasets, config=config
+    )
+    queued = platform.start_customization(
+        job_id="job-5", candidate=second, datasets=datasets, config=config
+    )
+    stopped = platform.release_job("job-5")
+
+    assert len(stopped) == 2, stopped
+    assert platform.poll_customization(queued).state is WorkState.cancelled
+    assert _wait(platform.poll_customization, running, _finished).state is WorkState.cancelled
+    assert platform.release_job("job-5") == []  # nothing live is left
+    assert platform.release_job("job-6") == []  # a job the platform never saw

@@ -1002,3 +1002,59 @@ def test_a_cancel_during_the_embedder_evaluation_stops_both(
     platform.cancel_evaluation(handle)
     assert len(fake.state.entries("cancelled", "evaluation_job")) == 1
     assert len(fake.state.entries("deleted", "model_deployment")) == 1
+
+
+# -- work whose start answer was lost is found by its owner tag when the job ends ---------
+
+
+def test_release_job_stops_only_what_the_job_left_running(
+    fake: FakeNMPServer, platform: NemoPlatform, llm_files: DatasetFiles
+) -> None:
+    candidate = _candidate()
+    config = _config(candidate)
+    datasets = platform.upload_datasets(job_id="job-9", files=llm_files)
+    # Started, but (as if every answer had been lost) no handle kept by the caller.
+    deployment = platform.start_deployment(job_id="job-9", candidate=candidate)
+    evaluation = platform.start_evaluation(
+        job_id="job-9", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    customization = platform.start_customization(
+        job_id="job-9", candidate=candidate, datasets=datasets, config=config
+    )
+    # Another job's live work, and this job's work that already ended, are left alone.
+    other_datasets = platform.upload_datasets(job_id="job-8", files=llm_files)
+    others = platform.start_evaluation(
+        job_id="job-8",
+        candidate=candidate,
+        eval_type="base",
+        datasets=other_datasets,
+        config=config,
+    )
+    ended = platform.start_evaluation(
+        job_id="job-9", candidate=candidate, eval_type="icl", datasets=datasets, config=config
+    )
+    platform.cancel_evaluation(ended)
+    _poll_until_terminal(platform.poll_evaluation, ended)
+
+    stopped = platform.release_job("job-9")
+
+    assert sorted(stopped) == sorted(
+        [
+            f"evaluation job {evaluation['job_id']}",
+            f"customization job {customization['job_id']}",
+            f"deployment {deployment['namespace']}/{deployment['name']}",
+        ]
+    )
+    cancelled = {e.key for e in fake.state.entries("cancelled", "evaluation_job")}
+    assert cancelled == {evaluation["job_id"], ended["job_id"]}
+    assert others["job_id"] not in cancelled
+    assert [e.key for e in fake.state.entries("cancelled", "customization_job")] == [
+        customization["job_id"]
+    ]
+    assert [e.key for e in fake.state.entries("deleted", "model_deployment")] == [
+        f"{deployment['namespace']}/{deployment['name']}"
+    ]
+    assert _poll_until_terminal(platform.poll_evaluation, evaluation)[-1].state is (
+        WorkState.cancelled
+    )
+    assert platform.release_job("job-9") == []  # idempotent: nothing live is left

@@ -257,6 +257,17 @@ class FakePlatform:
         """True for the script's ``served`` models."""
         return model_name in self.script()["served"]
 
+    def release_job(self, job_id: str) -> list[str]:
+        """Stop the job's live work: shut deployments down, cancel the rest."""
+        stopped = []
+        for row in self.live():
+            if row["job_id"] != job_id:
+                continue
+            column = "shut_down_at" if row["kind"] == "deployment" else "cancelled_at"
+            self._mark({"id": row["id"]}, column)
+            stopped.append(f"{row['kind']} {row['id']}")
+        return stopped
+
     def start_evaluation(
         self,
         *,

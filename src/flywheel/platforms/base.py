@@ -139,6 +139,16 @@ class ModelPlatform(Protocol):
         """
         ...
 
+    def release_job(self, job_id: str) -> list[str]:
+        """Stop whatever still runs for ``job_id``; describe each thing stopped (idempotent).
+
+        Called once an ended job has stopped everything it recorded. Anything still live is
+        work whose start reached the platform but whose answer never reached us (a timeout
+        after the platform acted, past the retry budget), so no handle was recorded for it;
+        each platform finds it by how it tagged the work (owner field, the job's work dir).
+        """
+        ...
+
     def start_evaluation(
         self,
         *,

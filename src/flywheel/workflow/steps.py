@@ -47,7 +47,13 @@ from flywheel.domain.jobs import (
     utcnow,
 )
 from flywheel.domain.logs import LogKind
-from flywheel.errors import Conflict, NotFound, PlatformUnavailable, StoreUnavailable
+from flywheel.errors import (
+    Conflict,
+    NotFound,
+    PlatformError,
+    PlatformUnavailable,
+    StoreUnavailable,
+)
 from flywheel.platforms.base import EvalType, Handle, ModelPlatform, WorkState
 from flywheel.stores.base import LogStore, StateStore
 from flywheel.workflow import engine, judge, metrics, scoring
@@ -911,15 +917,14 @@ class StepRunner:
                         c["error"] = c["error"] or f"job failed: {reason}"
 
         summary = _stop_summary(stopped)
+        warnings = [*job.warnings]
+        if stopped:
+            warnings.append(f"stopped on {'cancel' if cancelled else 'failure'}: {summary}")
+        warnings += self._release_leftovers(job)
         changes: dict[str, Any] = {
             "status": JobStatus.cancelled if cancelled else JobStatus.failed,
             "finished_at": utcnow(),
-            "warnings": [
-                *job.warnings,
-                f"stopped on {'cancel' if cancelled else 'failure'}: {summary}",
-            ]
-            if stopped
-            else job.warnings,
+            "warnings": warnings,
         }
         if not cancelled:
             changes["error"] = reason
@@ -946,6 +951,7 @@ class StepRunner:
         errors = [
             f"{name}: {c['error']}" for name, c in state["candidates"].items() if c.get("error")
         ]
+        warnings += self._release_leftovers(job)
 
         def mutate(st: State) -> None:
             for (name, item), scores in per_item.items():
@@ -966,6 +972,26 @@ class StepRunner:
         elif errors:
             changes["warnings"] = [*warnings, *(f"candidate {e}" for e in errors)]
         return Result(mutate, changes, expect_status=[JobStatus.running])
+
+    def _release_leftovers(self, job: Job) -> list[str]:
+        """Stop platform work the job started but never recorded; warnings saying so.
+
+        Runs when the job ends, after its recorded work was stopped: a start whose answer
+        was lost past the retry budget left work with no handle (see ``release_job``). A
+        platform that cannot be asked now costs a warning, never the job's result.
+        """
+        try:
+            leftovers = self.s.platform.release_job(job.id)
+        except PlatformError as exc:
+            log.warning("leftover_platform_work_unchecked", error=_describe(exc))
+            return [
+                "could not check the platform for work this job started but never recorded "
+                f"({_describe(exc)}); look for objects tagged with job id {job.id}"
+            ]
+        if not leftovers:
+            return []
+        log.warning("leftover_platform_work_stopped", stopped=leftovers)
+        return [f"stopped platform work whose start answer was lost: {', '.join(leftovers)}"]
 
     # -- scoring helpers ---------------------------------------------------------------------
     def _completed_evals(self, job: Job) -> Iterable[tuple[str, str, Handle]]:

@@ -128,6 +128,23 @@ class LocalPlatform:
         """Never: nothing is served between evaluations (models load on demand)."""
         return False
 
+    def release_job(self, job_id: str) -> list[str]:
+        """Ask every live work dir of ``job_id`` to stop (the worker exits at its next step).
+
+        Work dirs are named by job and work, so a start whose answer was lost left its work
+        where a repeated start finds and adopts it; what is still live once the job has ended
+        is such work, and is cancelled like any other.
+        """
+        root = self.data_dir / "jobs" / _safe(job_id)
+        stopped: list[str] = []
+        for path in sorted(root.iterdir()) if root.is_dir() else []:
+            progress = read_json(WorkDir(path).progress)
+            if progress is None or WorkState(progress["state"]).terminal:
+                continue
+            self._cancel({"work_dir": str(path)})
+            stopped.append(f"local work {path.name}")
+        return stopped
+
     # shared work plumbing ----------------------------------------------------------------
 
     def _work(self, handle: Handle) -> WorkDir:

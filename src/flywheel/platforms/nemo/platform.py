@@ -31,6 +31,7 @@ from flywheel.platforms.nemo.datasets import NmpDatasets
 from flywheel.platforms.nemo.datastore import DataStore
 from flywheel.platforms.nemo.deployments import NmpDeployments
 from flywheel.platforms.nemo.evaluations import NmpEvaluations
+from flywheel.platforms.nemo.leftovers import NmpLeftovers
 from flywheel.platforms.nemo.tls import CertificateErrorTransport, tls_verify
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class NemoPlatform:
         self._deployments = NmpDeployments(ctx)
         self._customizations = NmpCustomizations(ctx)
         self._evaluations = NmpEvaluations(ctx, self._deployments)
+        self._leftovers = NmpLeftovers(
+            ctx, self._deployments, self._customizations, self._evaluations
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NemoPlatform:
@@ -149,6 +153,10 @@ class NemoPlatform:
     def is_model_served(self, model_name: str) -> bool:
         """True when NIM Proxy lists ``model_name`` now (``GET {P}/v1/models``)."""
         return model_name in self._ctx.served_models()
+
+    def release_job(self, job_id: str) -> list[str]:
+        """Stop what still runs tagged with ``job_id`` (work whose start answer was lost)."""
+        return self._leftovers.release(job_id)
 
     # -- evaluation ----------------------------------------------------------------------
 

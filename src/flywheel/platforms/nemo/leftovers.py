@@ -1,0 +1,116 @@
+"""Find and stop NMP work a flywheel job started but never recorded.
+
+A create NMP performs but whose answer never reaches us (a timeout after the platform acted,
+for longer than the retry budget) leaves a deployment, customization or evaluation with no
+handle in the job's state, so the job's own shutdown cannot stop it. Everything we create
+carries ``custom_fields.flywheel_job_id``; once the job has ended and stopped what it
+recorded, whatever still runs with its id is such a leftover and is stopped here.
+
+Lists are scanned newest first (``LOOKUP_PAGES`` pages) and matched here, not only by a
+server-side filter: the Customizer has no ``custom_fields`` filter, and a leftover is as
+young as the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flywheel.platforms.nemo.calls import as_dict
+from flywheel.platforms.nemo.context import (
+    CUSTOMIZER,
+    DMS,
+    EVALUATOR,
+    LOOKUP_PAGE_SIZE,
+    LOOKUP_PAGES,
+    OWNER_FIELD,
+    NmpContext,
+)
+from flywheel.platforms.nemo.customizations import NmpCustomizations
+from flywheel.platforms.nemo.deployments import NmpDeployments
+from flywheel.platforms.nemo.evaluations import NmpEvaluations
+
+#: Job statuses that hold nothing any more (Customizer and Evaluator share these names).
+_JOB_ENDED = frozenset({"completed", "failed", "cancelled", "cancelling", "deleted"})
+#: Deployment statuses that serve nothing and need no delete.
+_DEPLOYMENT_ENDED = frozenset({"failed", "cancelled", "deleted", "deleting"})
+
+
+def _owned(list_page: Callable[[int], object], job_id: str) -> Iterator[dict[str, Any]]:
+    for number in range(1, LOOKUP_PAGES + 1):
+        rows = [as_dict(row) for row in as_dict(list_page(number)).get("data") or []]
+        for row in rows:
+            if (row.get("custom_fields") or {}).get(OWNER_FIELD) == job_id:
+                yield row
+        if len(rows) < LOOKUP_PAGE_SIZE:
+            return
+
+
+class NmpLeftovers:
+    """Stops the deployments, customizations and evaluations still live for an ended job."""
+
+    def __init__(
+        self,
+        ctx: NmpContext,
+        deployments: NmpDeployments,
+        customizations: NmpCustomizations,
+        evaluations: NmpEvaluations,
+    ) -> None:
+        self._ctx = ctx
+        self._deployments = deployments
+        self._customizations = customizations
+        self._evaluations = evaluations
+
+    def release(self, job_id: str) -> list[str]:
+        """Stop every live object tagged with ``job_id``; describe each one stopped."""
+        sdk, calls = self._ctx.sdk, self._ctx.calls
+        stopped: list[str] = []
+        for job in _owned(
+            lambda n: calls.run(
+                EVALUATOR,
+                "GET /v1/evaluation/jobs",
+                lambda: sdk.evaluation.jobs.list(
+                    filter={"custom_fields": {OWNER_FIELD: job_id}},
+                    page=n,
+                    page_size=LOOKUP_PAGE_SIZE,
+                    sort="-created_at",
+                ),
+            ),
+            job_id,
+        ):
+            if str(job.get("status")) not in _JOB_ENDED:
+                self._evaluations.cancel({"job_id": str(job["id"])})
+                stopped.append(f"evaluation job {job['id']}")
+        for job in _owned(
+            lambda n: calls.run(
+                CUSTOMIZER,
+                "GET /v1/customization/jobs",
+                lambda: sdk.customization.jobs.list(
+                    page=n, page_size=LOOKUP_PAGE_SIZE, sort="-created_at"
+                ),
+            ),
+            job_id,
+        ):
+            if str(job.get("status")) not in _JOB_ENDED:
+                self._customizations.cancel({"job_id": str(job["id"])})
+                stopped.append(f"customization job {job['id']}")
+        # Deployments last: an evaluation stopped above may have been using one.
+        for record in _owned(
+            lambda n: calls.run(
+                DMS,
+                "GET /v1/deployment/model-deployments",
+                lambda: sdk.deployment.model_deployments.list(
+                    page=n, page_size=LOOKUP_PAGE_SIZE, sort="-created_at"
+                ),
+            ),
+            job_id,
+        ):
+            status = str((record.get("status_details") or {}).get("status") or "unknown")
+            if status in _DEPLOYMENT_ENDED:
+                continue
+            ns, name = str(record.get("namespace") or "default"), str(record["name"])
+            self._deployments.shutdown(
+                {"kind": "nim", "owned": True, "namespace": ns, "name": name}
+            )
+            stopped.append(f"deployment {ns}/{name}")
+        return stopped
