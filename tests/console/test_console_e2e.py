@@ -321,8 +321,11 @@ def test_console_end_to_end(stack: Stack, page: Any) -> None:
     card.locator('figure[data-metric="function_name_accuracy"]').screenshot(
         path=str(stack.screenshots / "06a-score-chart.png")
     )
-    loss = candidate["customization"]["details"].get("train_loss") or []
-    assert card.locator("polyline.loss-train").count() == (1 if loss else 0)
+    details = candidate["customization"]["details"]
+    assert details["train_loss"], details  # the fake reports a loss history
+    curve = card.locator("polyline.loss-train")
+    assert curve.get_attribute("data-points") == str(len(details["train_loss"]))
+    assert card.locator("circle.loss-val-dot").count() == len(details["val_loss"])
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
     assert download.value.suggested_filename == f"{job_id}-results.csv"

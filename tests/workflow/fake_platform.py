@@ -186,7 +186,14 @@ class FakePlatform:
             if key in script["fail"]:
                 return Progress(WorkState.failed, message=f"fake: {script['fail'][key]}")
             details = (
-                {"output_model": f"{row['candidate']}-lora"}
+                {
+                    "output_model": f"{row['candidate']}-lora",
+                    # A loss history in the shape NMP's status and the local trainer report.
+                    "train_loss": [2.0, 1.6, 1.3, 1.1, 0.9, 0.8],
+                    "val_loss": [1.4, 1.0],
+                    "steps": 6,
+                    "epochs_completed": 2,
+                }
                 if row["kind"] == "customization"
                 else {}
             )
