@@ -24,16 +24,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from flywheel.domain.jobs import Role
@@ -42,6 +39,7 @@ from flywheel.stores.registry import open_state_store
 from tests.console.conftest import CLIENT, WORKLOAD, tool_log
 from tests.console.fixtures import CANDIDATE, write_job_config
 from tests.e2e.conftest import worker_env
+from tests.support.webhook_receiver import Receiver, serve_receiver
 from tests.workflow.fake_platform import ENV_DB, FakePlatform
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -71,14 +69,6 @@ pytestmark = [
 
 
 @dataclass
-class Hook:
-    """A loopback webhook receiver that refuses every call (HTTP 410), recording them."""
-
-    url: str
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
 class Stack:
     """A running ``flywheel serve`` and what the test needs to talk to it."""
 
@@ -86,7 +76,7 @@ class Stack:
     admin: str
     viewer: str
     platform: FakePlatform
-    hook: Hook
+    hook: Receiver
     screenshots: Path
 
     def _headers(self) -> dict[str, str]:
@@ -108,31 +98,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    box: list[Hook] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            box[0].events.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(410)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Hook(url=f"http://127.0.0.1:{server.server_address[1]}/model-changed"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def hook() -> Iterator[Receiver]:
+    """The promotion webhook's receiver: it refuses every call (HTTP 410), recording them."""
+    with serve_receiver("/model-changed", default=410) as recv:
+        yield recv
 
 
 @pytest.fixture
-def stack(tmp_path: Path, hook: Hook) -> Iterator[Stack]:
+def stack(tmp_path: Path, hook: Receiver) -> Iterator[Stack]:
     """``flywheel serve`` on fresh SQLite stores, with an admin and a viewer key and logs."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -348,7 +321,7 @@ def test_console_end_to_end(stack: Stack, page: Any) -> None:
     assert model["note"] == "parity on tool calls, a fraction of the cost"
     assert model["webhook"]["delivered"] is False
     assert model["webhook"]["status_code"] == 410
-    assert [e["current"]["id"] for e in stack.hook.events] == [model["id"]]
+    assert [e["current"]["id"] for e in stack.hook.bodies()] == [model["id"]]
     shot(page, stack, "07-job-promoted")
 
     # -- another operator promotes while the confirmation is open: 409, nothing lost --
@@ -396,7 +369,7 @@ def test_console_end_to_end(stack: Stack, page: Any) -> None:
         (model["id"], False),
     ]
     assert kept[0]["rollback_webhook"]["status_code"] == 410
-    assert stack.hook.events[-1]["event"] == "rollback"
+    assert stack.hook.bodies()[-1]["event"] == "rollback"
     page.locator("#promotion-history tbody tr.rolled-back").get_by_text("rolled back").wait_for()
     shot(page, stack, "10-workload-rolled-back")
     nav(page, "Workloads").click()

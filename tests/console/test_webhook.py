@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,44 +17,15 @@ from flywheel.stores.base import LogStore, StateStore
 from tests.api.conftest import Api, TestClient, make_settings
 from tests.console.conftest import CLIENT, WORKLOAD, keys_for
 from tests.console.fixtures import Workflow, write_job_config
+from tests.support.webhook_receiver import Receiver, serve_receiver
 
 SECRET = "s3cret-for-tests"
 
 
-@dataclass
-class Receiver:
-    """A loopback HTTP server that records requests and answers scripted statuses."""
-
-    url: str
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # answered in order, then 200
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            recv = box[0]
-            recv.requests.append((dict(self.headers.items()), body))
-            status = recv.statuses.pop(0) if recv.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks/model"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_receiver("/hooks/model") as recv:
+        yield recv
 
 
 def _api(tmp_path: Path, stores: tuple[StateStore, LogStore], url: str) -> Iterator[Api]:

@@ -6,11 +6,8 @@ the payload, retries, failures and idempotency; then once on real Celery workers
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from flywheel.services.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify
 from flywheel.stores.base import LogStore, StateStore
 from flywheel.workflow import notify
 from flywheel.workflow.steps import StepRunner
+from tests.support.webhook_receiver import Receiver, serve_receiver
 from tests.workflow.celery_support import REDIS_URL, make_cluster, redis_available
 from tests.workflow.fake_platform import FakePlatform
 from tests.workflow.support import (
@@ -38,44 +36,10 @@ SECRET = "job-webhook-secret-for-tests"
 OPTIONS = fast_options(notify_attempts=3, notify_backoff_s=0.01, notify_max_backoff_s=0.02)
 
 
-@dataclass
-class Receiver:
-    """A loopback HTTP server that records requests and answers scripted statuses."""
-
-    url: str
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # answered in order, then ``default``
-    default: int = 200
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [orjson.loads(body) for _, body in self.requests]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            recv = box[0]
-            recv.requests.append((dict(self.headers.items()), body))
-            status = recv.statuses.pop(0) if recv.statuses else recv.default
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks/jobs"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_receiver("/hooks/jobs") as recv:
+        yield recv
 
 
 @pytest.fixture
