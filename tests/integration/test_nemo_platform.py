@@ -1058,3 +1058,11 @@ def test_release_job_stops_only_what_the_job_left_running(
         WorkState.cancelled
     )
     assert platform.release_job("job-9") == []  # idempotent: nothing live is left
+
+
+def test_a_customized_embedder_leases_room_for_its_served_output(platform: NemoPlatform) -> None:
+    embedder = _candidate(EMBEDDER, model_type="embedding", gpus=1)
+    assert platform.peak_gpus(embedder) == 2  # base NIM + the deployed full-weight output
+    frozen = _candidate(EMBEDDER, model_type="embedding", gpus=1, customization_enabled=False)
+    assert platform.peak_gpus(frozen) == 1
+    assert platform.peak_gpus(_candidate(gpus=2)) == 2  # a LoRA adapter rides on its NIM

@@ -63,6 +63,7 @@ DEFAULT_SCRIPT: dict[str, Any] = {
     # HOLD_MAX_S), so a test can catch a step in the middle and release it later.
     "hold": {},
     "served": [],  # model names the platform already serves (is_model_served), e.g. a judge
+    "peak_gpus": {},  # candidate -> GPUs held at its peak (peak_gpus), when not its own gpus
 }
 
 HOLD_MAX_S = 120.0
@@ -263,6 +264,10 @@ class FakePlatform:
     def is_model_served(self, model_name: str) -> bool:
         """True for the script's ``served`` models."""
         return model_name in self.script()["served"]
+
+    def peak_gpus(self, candidate: CandidateModel) -> int:
+        """The script's ``peak_gpus`` for the candidate, else its own ``gpus``."""
+        return int(self.script()["peak_gpus"].get(candidate.name, candidate.gpus))
 
     def release_job(self, job_id: str) -> list[str]:
         """Stop the job's live work: shut deployments down, cancel the rest."""

@@ -160,6 +160,36 @@ def test_candidate_that_can_never_fit_the_budget_fails_clearly(
     assert "GPU budget" in (run.error or "")
 
 
+def test_the_lease_covers_what_the_platform_holds_at_its_peak(
+    state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
+) -> None:
+    # The platform holds twice a candidate's own GPU at its peak (as NMP does while it
+    # serves a customized embedder beside the base NIM): the lease is that, not ``gpus``.
+    platform.set_script(peak_gpus={"wide": 2})
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
+    )
+    done = drive(StepRunner(services), create_job(state, llm_config(["wide"], gpus=1)).id)
+    assert done.status is JobStatus.failed
+    run = state.list_candidate_runs(done.id)[0]
+    assert "needs 2 GPU(s) at its peak on the fake platform" in (run.error or ""), run.error
+
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=2
+    )
+    runner = StepRunner(services)
+    job = create_job(state, llm_config(["wide"], gpus=1))
+    leased = _until(
+        runner,
+        job.id,
+        lambda j: j.state.get("candidates", {}).get("wide", {}).get("lease") is True,
+    )
+    assert leased.state["candidates"]["wide"]["gpus"] == 2
+    assert sum(services.capacity.leases().values()) == 2
+    assert drive(runner, job.id).status is JobStatus.completed
+    assert services.capacity.leases() == {}
+
+
 def test_queued_candidate_shows_the_reason(
     state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
 ) -> None:

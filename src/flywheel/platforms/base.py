@@ -139,6 +139,15 @@ class ModelPlatform(Protocol):
         """
         ...
 
+    def peak_gpus(self, candidate: CandidateModel) -> int:
+        """GPUs the candidate's run holds at once at its peak on this platform.
+
+        Usually ``candidate.gpus`` (its deployment). A platform that deploys more for one of
+        the candidate's evaluations (NMP serves a full-weight customized embedder beside the
+        base NIM) says so here, and the workflow leases that much before starting.
+        """
+        ...
+
     def release_job(self, job_id: str) -> list[str]:
         """Stop whatever still runs for ``job_id``; describe each thing stopped (idempotent).
 

@@ -555,27 +555,28 @@ class StepRunner:
 
     def _acquire_capacity(self, job: Job, action: Action, now: int) -> Result:
         name = _name(action)
-        candidate = _candidate(job, name)
+        # What the candidate holds at its peak on this platform (NMP: a customized embedder
+        # is served beside its base NIM), leased up front so the budget is never overrun.
+        gpus = self.s.platform.peak_gpus(_candidate(job, name))
         budget = self.s.gpu_budget
         judge_state = job.state.get("judge") or {}
         held = int(judge_state.get("gpus") or 0) if judge_state.get("lease") else 0
-        if candidate.gpus > budget - held:
+        if gpus > budget - held:
             by_judge = f", of which this job's LLM judge holds {held}" if held else ""
             return self._failure(
                 job,
                 action,
-                f"needs {candidate.gpus} GPU(s) but the GPU budget (FLYWHEEL_GPU_BUDGET) is "
-                f"{budget}{by_judge}; it can never be scheduled",
+                f"needs {gpus} GPU(s) at its peak on the {self.s.platform.name} platform but "
+                f"the GPU budget (FLYWHEEL_GPU_BUDGET) is {budget}{by_judge}; it can never be "
+                "scheduled",
             )
-        if candidate.gpus == 0:
+        if gpus == 0:
             granted, reason = True, None
         else:
-            grant = self.s.capacity.acquire(owner_key(job.id, name), candidate.gpus, budget)
+            grant = self.s.capacity.acquire(owner_key(job.id, name), gpus, budget)
             granted = grant.granted
             reason = (
-                None
-                if granted
-                else f"waiting for {candidate.gpus} GPU(s): {grant.in_use} of {budget} in use"
+                None if granted else f"waiting for {gpus} GPU(s): {grant.in_use} of {budget} in use"
             )
         retry = now + self._timing.capacity_retry_ms
 
@@ -584,7 +585,8 @@ class StepRunner:
             if granted:
                 c.update(
                     status=engine.DEPLOYING,
-                    lease=candidate.gpus > 0,
+                    gpus=gpus,
+                    lease=gpus > 0,
                     reason=None,
                     started_at=c["started_at"] or self.s.clock(),
                 )

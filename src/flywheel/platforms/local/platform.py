@@ -128,6 +128,10 @@ class LocalPlatform:
         """Never: nothing is served between evaluations (models load on demand)."""
         return False
 
+    def peak_gpus(self, candidate: CandidateModel) -> int:
+        """The candidate's own ``gpus``: every variant runs in one worker at a time."""
+        return candidate.gpus
+
     def release_job(self, job_id: str) -> list[str]:
         """Ask every live work dir of ``job_id`` to stop (the worker exits at its next step).
 

@@ -154,6 +154,16 @@ class NemoPlatform:
         """True when NIM Proxy lists ``model_name`` now (``GET {P}/v1/models``)."""
         return model_name in self._ctx.served_models()
 
+    def peak_gpus(self, candidate: CandidateModel) -> int:
+        """Twice ``gpus`` for a customized embedder: its output is served beside the base NIM.
+
+        NMP customizes embedding models full-weight (or merged), and such an output is only
+        served once deployed (see ``NmpEvaluations``), while the base NIM is still up.
+        """
+        if candidate.model_type == "embedding" and candidate.customization_enabled:
+            return 2 * candidate.gpus
+        return candidate.gpus
+
     def release_job(self, job_id: str) -> list[str]:
         """Stop what still runs tagged with ``job_id`` (work whose start answer was lost)."""
         return self._leftovers.release(job_id)
