@@ -13,6 +13,7 @@ young as the job.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,14 +37,8 @@ _JOB_ENDED = frozenset({"completed", "failed", "cancelled", "cancelling", "delet
 _DEPLOYMENT_ENDED = frozenset({"failed", "cancelled", "deleted", "deleting"})
 
 
-def _owned(list_page: Callable[[int], object], job_id: str) -> Iterator[dict[str, Any]]:
-    for number in range(1, LOOKUP_PAGES + 1):
-        rows = [as_dict(row) for row in as_dict(list_page(number)).get("data") or []]
-        for row in rows:
-            if (row.get("custom_fields") or {}).get(OWNER_FIELD) == job_id:
-                yield row
-        if len(rows) < LOOKUP_PAGE_SIZE:
-            return
+def _page_args(number: int) -> dict[str, Any]:
+    return {"page": number, "page_size": LOOKUP_PAGE_SIZE, "sort": "-created_at"}
 
 
 class NmpLeftovers:
@@ -61,48 +56,50 @@ class NmpLeftovers:
         self._customizations = customizations
         self._evaluations = evaluations
 
+    def _owned(
+        self, service: str, path: str, list_page: Callable[[int], object], job_id: str
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of ``GET path`` (newest pages first) tagged with ``job_id``."""
+        for number in range(1, LOOKUP_PAGES + 1):
+            page = self._ctx.calls.run(service, f"GET {path}", functools.partial(list_page, number))
+            rows = [as_dict(row) for row in as_dict(page).get("data") or []]
+            yield from (
+                r for r in rows if (r.get("custom_fields") or {}).get(OWNER_FIELD) == job_id
+            )
+            if len(rows) < LOOKUP_PAGE_SIZE:
+                return
+
     def release(self, job_id: str) -> list[str]:
         """Stop every live object tagged with ``job_id``; describe each one stopped."""
-        sdk, calls = self._ctx.sdk, self._ctx.calls
+        sdk = self._ctx.sdk
         stopped: list[str] = []
-        for job in _owned(
-            lambda n: calls.run(
-                EVALUATOR,
-                "GET /v1/evaluation/jobs",
-                lambda: sdk.evaluation.jobs.list(
-                    filter={"custom_fields": {OWNER_FIELD: job_id}},
-                    page=n,
-                    page_size=LOOKUP_PAGE_SIZE,
-                    sort="-created_at",
-                ),
+        evaluations = self._owned(
+            EVALUATOR,
+            "/v1/evaluation/jobs",
+            lambda n: sdk.evaluation.jobs.list(
+                filter={"custom_fields": {OWNER_FIELD: job_id}}, **_page_args(n)
             ),
             job_id,
-        ):
-            if str(job.get("status")) not in _JOB_ENDED:
-                self._evaluations.cancel({"job_id": str(job["id"])})
-                stopped.append(f"evaluation job {job['id']}")
-        for job in _owned(
-            lambda n: calls.run(
-                CUSTOMIZER,
-                "GET /v1/customization/jobs",
-                lambda: sdk.customization.jobs.list(
-                    page=n, page_size=LOOKUP_PAGE_SIZE, sort="-created_at"
-                ),
-            ),
+        )
+        customizations = self._owned(
+            CUSTOMIZER,
+            "/v1/customization/jobs",
+            lambda n: sdk.customization.jobs.list(**_page_args(n)),
             job_id,
+        )
+        for kind, jobs, cancel in (
+            ("evaluation", evaluations, self._evaluations.cancel),
+            ("customization", customizations, self._customizations.cancel),
         ):
-            if str(job.get("status")) not in _JOB_ENDED:
-                self._customizations.cancel({"job_id": str(job["id"])})
-                stopped.append(f"customization job {job['id']}")
+            for job in jobs:
+                if str(job.get("status")) not in _JOB_ENDED:
+                    cancel({"job_id": str(job["id"])})
+                    stopped.append(f"{kind} job {job['id']}")
         # Deployments last: an evaluation stopped above may have been using one.
-        for record in _owned(
-            lambda n: calls.run(
-                DMS,
-                "GET /v1/deployment/model-deployments",
-                lambda: sdk.deployment.model_deployments.list(
-                    page=n, page_size=LOOKUP_PAGE_SIZE, sort="-created_at"
-                ),
-            ),
+        for record in self._owned(
+            DMS,
+            "/v1/deployment/model-deployments",
+            lambda n: sdk.deployment.model_deployments.list(**_page_args(n)),
             job_id,
         ):
             status = str((record.get("status_details") or {}).get("status") or "unknown")
