@@ -36,5 +36,11 @@ def test_build_from_sqlite_store(tmp_path: Path) -> None:
     assert stages["dropped"]["truncated"] == 4
     assert stages["kept_window_ms"][1] == 5_000_000  # the newest copy was kept
     assert result.manifest["contamination"]["checked"] == "exact+near"
+    assert result.manifest["contamination"]["near_threshold"] == 0.8  # the default
+    for split in result.manifest["splits"].values():
+        # tool_logs records call one tool each, so per-tool equals per-label (less no_tool)
+        labels = {k: v for k, v in split["by_label"].items() if k != "no_tool"}
+        assert split["by_tool"] == labels
+    assert set(result.manifest["token_counters"]) == {"small", "large"}
     manifest = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
     assert manifest["files"]["train.jsonl"]["records"] == manifest["splits"]["train"]["records"]

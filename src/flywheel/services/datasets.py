@@ -37,7 +37,11 @@ from flywheel.domain.datasets.icl import (
     semantic_preferences,
     uniform_preferences,
 )
-from flywheel.domain.datasets.manifest import build_manifest, workload_type
+from flywheel.domain.datasets.manifest import (
+    build_manifest,
+    token_counter_summary,
+    workload_type,
+)
 from flywheel.domain.datasets.pipeline import CleanRecord, RecordCleaner
 from flywheel.domain.datasets.split import SplitResult, split_records
 from flywheel.domain.jobs import JobType
@@ -208,23 +212,29 @@ def build_datasets(
     workload_id: str,
     config: JobConfig,
     out_dir: Path,
-    token_counters: dict[str, Callable[[str], int]] | None = None,
+    token_counters: Mapping[str, Callable[[str], int]] | None = None,
+    token_counter_notes: Mapping[str, str] | None = None,
     embed: Embedder | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> DatasetBuildResult:
     """Pull, clean, split and write a workload's datasets and manifest into ``out_dir``.
 
     ``token_counters`` maps candidate names to their tokenizer's counter (default: a
-    conservative estimate); ``embed`` serves ``semantic_similarity`` ICL selection;
-    ``on_stage`` is called with each stage's name as it ends (progress, benchmarks).
+    conservative estimate) and ``token_counter_notes`` says where each came from or why a
+    candidate has none (both land in the manifest); ``embed`` serves
+    ``semantic_similarity`` ICL selection; ``on_stage`` is called with each stage's name as
+    it ends (progress, benchmarks).
 
     Raises:
         DatasetError: fewer than ``min_total_records`` records survive cleaning; the
             message gives the count at each stage and the drops per reason.
     """
     split_cfg = config.data_split_config
-    counters = token_counters or {}
+    counters = dict(token_counters or {})
     llms = config.candidates_for(JobType.llm_job)
+    counter_info = token_counter_summary(
+        [c.name for c in llms], counted=counters, notes=token_counter_notes or {}
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -276,6 +286,7 @@ def build_datasets(
             config=config,
             out_dir=out_dir,
             counters=counters,
+            counter_info=counter_info,
             embed=embed,
             timings=timings,
             on_stage=on_stage,
@@ -296,6 +307,7 @@ def _split_and_write(
     config: JobConfig,
     out_dir: Path,
     counters: Mapping[str, TokenCounter],
+    counter_info: Mapping[str, Mapping[str, str]],
     embed: Embedder | None,
     timings: dict[str, float],
     on_stage: Callable[[str], None] | None,
@@ -315,7 +327,7 @@ def _split_and_write(
     contamination = find_contamination(
         eval_items=[(i, records[i].prompt_key, records[i].user_text) for i in split.eval],
         train_items=((i, records[i].prompt_key, records[i].user_text) for i in split.train),
-        near_threshold=split_cfg.near_duplicate_threshold,
+        near_threshold=split_cfg.contamination_threshold,
     )
     timings["split"] = time.perf_counter() - mark
     _notify(on_stage, "split")
@@ -344,7 +356,8 @@ def _split_and_write(
         split=split,
         seed_source=seed_source,
         contamination=contamination,
-        near_threshold=split_cfg.near_duplicate_threshold,
+        near_threshold=split_cfg.contamination_threshold,
+        token_counters=counter_info,
         icl=icl_summary,
         files={
             name: {"records": f.records, "bytes": f.bytes, "sha256": f.sha256}

@@ -83,7 +83,7 @@ def build_services(settings: Settings, options: WorkflowOptions) -> WorkflowServ
         logs=logs,
         platform=open_platform(settings),
         capacity=open_capacity(settings, options),
-        datasets=LogStoreDatasetBuilder(logs),
+        datasets=LogStoreDatasetBuilder(logs, torch_threads=settings.torch_threads),
         options=options,
         gpu_budget=settings.gpu_budget,
         data_dir=settings.data_dir.resolve(),

@@ -75,6 +75,15 @@ class GateInput:
     latency: LatencySummary
 
 
+def confusion_rows(confusion: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+    """The tool-call confusion table as ``{reference, predicted, count}`` rows (JSON-ready)."""
+    return [
+        {"reference": ref, "predicted": pred, "count": count}
+        for ref, row in confusion.items()
+        for pred, count in row.items()
+    ]
+
+
 def score_llm_eval(
     *,
     outcome: EvaluationOutcome,
@@ -108,6 +117,9 @@ def score_llm_eval(
         scores["function_name_and_args_accuracy"] = report.function_name_and_args_accuracy.to_dict()
         scores["format_validity_rate"] = report.format_validity_rate.to_dict()
         scores["per_tool"] = {tool: b.to_dict() for tool, b in report.per_tool.items()}
+        # Which tool the candidate called instead of the reference's: the accuracy says how
+        # often it is wrong, this says how (a list, so score summaries skip it as a metric).
+        scores["confusion"] = confusion_rows(report.confusion)
         for metric in GATED_TOOL_METRICS:
             values = report.per_item(metric)
             gated[metric] = PairedScores(candidate=values, reference=[1.0] * len(values))

@@ -83,3 +83,40 @@ def test_contamination_reports_exact_and_near() -> None:
     ]
     exact_only = find_contamination(eval_items=eval_items, train_items=train, near_threshold=None)
     assert [(h.eval_position, h.kind) for h in exact_only] == [(2, "exact")]
+
+
+def test_contamination_finds_what_an_exhaustive_jaccard_check_finds() -> None:
+    # The shared-shingle pre-filter must never hide a pair that reaches the threshold.
+    rng = random.Random(7)
+    vocab = [f"v{i}" for i in range(400)]
+    evals = [" ".join(rng.choices(vocab, k=30)) for _ in range(15)]
+    train: list[str] = [" ".join(rng.choices(vocab, k=30)) for _ in range(300)]
+    for i, text in enumerate(evals[:10]):  # edited copies: 1 to 10 words replaced
+        words = text.split()
+        for k in range(i + 1):
+            words[(k * 3) % len(words)] = f"edit{i}x{k}"
+        train.append(" ".join(words))
+    shingler = Shingler()
+    threshold = 0.6
+    expected = {
+        e
+        for e, text in enumerate(evals)
+        if any(jaccard(shingler.shingles(text), shingler.shingles(t)) >= threshold for t in train)
+    }
+    hits = find_contamination(
+        eval_items=[(e, prompt_key(t), t) for e, t in enumerate(evals)],
+        train_items=[(100 + i, prompt_key(t), t) for i, t in enumerate(train)],
+        near_threshold=threshold,
+    )
+    assert 0 < len(expected) < 10  # some edited copies are near, the heavily edited not
+    assert {h.eval_position for h in hits} == expected
+
+
+def test_contamination_still_checks_prompts_under_three_words() -> None:
+    # Under three words a prompt is one order-free shingle: "flight book" ~ "book flight".
+    hits = find_contamination(
+        eval_items=[(0, prompt_key("book flight"), "book flight")],
+        train_items=[(5, prompt_key("flight book"), "flight book")],
+        near_threshold=0.8,
+    )
+    assert [(h.eval_position, h.train_position, h.kind) for h in hits] == [(0, 5, "near")]

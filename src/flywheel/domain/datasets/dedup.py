@@ -172,6 +172,30 @@ class ContaminationHit:
     kind: str  # "exact" | "near"
 
 
+Triple = tuple[str, str, str]
+
+
+def _word_triples(text: str) -> set[Triple] | None:
+    """The text's word 3-shingles as strings (what :class:`Shingler` hashes), or None for a
+    text under three words (hashed as one order-free shingle: no cheap equivalent)."""
+    words = normalise_text(text).split()
+    if len(words) < SHINGLE_WORDS:
+        return None
+    return set(zip(words, words[1:], words[2:], strict=False))
+
+
+def _may_reach(triples: set[Triple] | None, indexed: set[Triple], threshold: float) -> bool:
+    """Whether a text could reach Jaccard ``threshold`` with any indexed text.
+
+    A match must share at least ``threshold × |shingles|`` of the text's shingles
+    (J = |A ∩ B| / |A ∪ B| and |A ∪ B| ≥ |A|). A set intersection of word triples settles
+    most train records at a tenth of the cost of hashing their shingles and MinHashing them.
+    """
+    if triples is None:
+        return True
+    return len(triples & indexed) >= threshold * len(triples)
+
+
 def find_contamination(
     *,
     eval_items: Sequence[tuple[int, bytes, str]],
@@ -186,16 +210,18 @@ def find_contamination(
     by_key = {key: pos for pos, key, _ in eval_items}
     index = NearDuplicateIndex(near_threshold) if near_threshold is not None else None
     numbers: list[int] = []
+    indexed: set[Triple] = set()
     if index is not None:
         for pos, _, text in eval_items:
             index.insert(text)
             numbers.append(pos)
+            indexed |= _word_triples(text) or set()
     hits: dict[int, ContaminationHit] = {}
     for pos, key, text in train_items:
         if key in by_key and by_key[key] not in hits:
             hits[by_key[key]] = ContaminationHit(by_key[key], pos, "exact")
             continue
-        if index is not None:
+        if index is not None and _may_reach(_word_triples(text), indexed, index.threshold):
             match = index.find(text)
             if match is not None and numbers[match] not in hits:
                 hits[numbers[match]] = ContaminationHit(numbers[match], pos, "near")

@@ -1,0 +1,83 @@
+"""The scores of an LLM evaluation carry the tool-call confusion table to the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flywheel.config.schema import CandidateModel, EvaluationConfig, JobConfig
+from flywheel.domain.metrics.toolcalls import NO_CALL
+from flywheel.platforms.base import EvaluationOutcome, ItemPrediction
+from flywheel.workflow.scoring import confusion_rows, score_llm_eval
+
+CANDIDATE = CandidateModel(name="small")
+CONFIG = JobConfig(
+    candidates=[CANDIDATE], evaluation_config=EvaluationConfig(bootstrap_samples=100)
+)
+
+
+def _call(*names: str) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": "{}"}}
+            for i, n in enumerate(names)
+        ],
+    }
+
+
+def _text() -> dict[str, Any]:
+    return {"role": "assistant", "content": "hello"}
+
+
+def _score(references: list[dict[str, Any]], answers: list[dict[str, Any] | None]) -> Any:
+    outcome = EvaluationOutcome(
+        predictions=[
+            ItemPrediction(index=i, response=a) for i, a in enumerate(answers) if a is not None
+        ]
+    )
+    scores, _ = score_llm_eval(
+        outcome=outcome,
+        references=references,
+        candidate=CANDIDATE,
+        config=CONFIG,
+        tool_calling=True,
+    )
+    return scores
+
+
+def test_scores_include_the_confusion_table() -> None:
+    references = [_call("weather"), _call("weather"), _call("book"), _text(), _call("book")]
+    answers = [_call("weather"), _call("book"), _call("book"), _call("weather"), None]
+    scores = _score(references, answers)
+    rows = {(r["reference"], r["predicted"]): r["count"] for r in scores["confusion"]}
+    assert rows == {
+        ("weather", "weather"): 1,
+        ("weather", "book"): 1,
+        ("book", "book"): 1,
+        ("book", NO_CALL): 1,  # no answer at all counts as no call
+        (NO_CALL, "weather"): 1,
+    }
+    assert sum(rows.values()) == len(references)
+    assert scores["function_name_accuracy"]["value"] == 0.4
+
+
+def test_the_confusion_rows_are_json_ready_and_ordered_like_the_table() -> None:
+    rows = confusion_rows({"a": {"a": 3, "b": 1}, "b": {NO_CALL: 2}})
+    assert rows == [
+        {"reference": "a", "predicted": "a", "count": 3},
+        {"reference": "a", "predicted": "b", "count": 1},
+        {"reference": "b", "predicted": NO_CALL, "count": 2},
+    ]
+
+
+def test_generic_workloads_have_no_confusion_table() -> None:
+    outcome = EvaluationOutcome(predictions=[ItemPrediction(index=0, response=_text())])
+    scores, _ = score_llm_eval(
+        outcome=outcome,
+        references=[_text()],
+        candidate=CANDIDATE,
+        config=CONFIG,
+        tool_calling=False,
+    )
+    assert "confusion" not in scores
