@@ -11,8 +11,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Route
 
 from flywheel.api.app import create_app
-from flywheel.domain.jobs import JobId
-from flywheel.services.auth import FailedAuthLimiter, TooManyFailures, hash_key
+from flywheel.domain.jobs import JobId, KeyId, Role
+from flywheel.services.auth import FailedAuthLimiter, TooManyFailures, create_key, hash_key
 from tests.api.conftest import Api, TestClient, make_settings
 
 #: Health is open for probes; the API's own description (schema and docs pages) and the
@@ -127,6 +127,67 @@ def test_two_tenants_cannot_see_each_other(api: Api) -> None:
     # Unscoped keys see both.
     everything = api.client.get("/api/jobs", headers=api.headers("viewer")).json()["items"]
     assert {j["client_id"] for j in everything} == {"acme", "globex"}
+
+
+def _scoped_admin(api: Api, *client_ids: str) -> dict[str, str]:
+    """Headers of a new admin key limited to ``client_ids``."""
+    key = create_key(api.state, role=Role.admin, name="tenant-admin", client_ids=client_ids)[0]
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _key_id(api: Api, who: str) -> KeyId:
+    stored = api.state.find_key(hash_key(api.keys[who]))
+    assert stored is not None
+    return stored.id
+
+
+def test_a_scoped_admin_cannot_create_a_wider_key(api: Api) -> None:
+    """Regression: an acme-only admin minted an unscoped key that read globex's jobs."""
+    acme_admin = _scoped_admin(api, "acme")
+    globex_job = api.client.post(
+        "/api/jobs",
+        json={"client_id": "globex", "workload_id": "router"},
+        headers=api.headers("globex"),
+    ).json()["id"]
+    before = len(api.state.list_keys())
+    unscoped = api.client.post("/api/keys", json={"role": "viewer"}, headers=acme_admin)
+    assert unscoped.status_code == 403
+    assert "unscoped" in unscoped.json()["detail"]
+    wider = api.client.post(
+        "/api/keys", json={"role": "admin", "client_ids": ["acme", "globex"]}, headers=acme_admin
+    )
+    assert wider.status_code == 403
+    assert "['globex']" in wider.json()["detail"]
+    assert len(api.state.list_keys()) == before  # nothing was stored
+    narrow = api.client.post(
+        "/api/keys", json={"role": "viewer", "client_ids": ["acme"]}, headers=acme_admin
+    )
+    assert narrow.status_code == 201, narrow.text
+    assert narrow.json()["client_ids"] == ["acme"]
+    minted = {"Authorization": f"Bearer {narrow.json()['key']}"}
+    assert api.client.get(f"/api/jobs/{globex_job}", headers=minted).status_code == 404
+    # An unscoped admin still creates keys of any scope.
+    anything = api.client.post("/api/keys", json={"role": "viewer"}, headers=api.headers("admin"))
+    assert anything.status_code == 201
+
+
+def test_a_scoped_admin_lists_and_revokes_only_keys_in_its_scope(api: Api) -> None:
+    acme_admin = _scoped_admin(api, "acme")
+    listed = api.client.get("/api/keys", headers=acme_admin).json()["items"]
+    assert listed, "the acme keys are visible"
+    assert all(k["client_ids"] == ["acme"] for k in listed)
+    assert _key_id(api, "acme") in {k["id"] for k in listed}
+    for outside in ("globex", "admin", "viewer"):  # another tenant's, and unscoped keys
+        revoke = api.client.delete(f"/api/keys/{_key_id(api, outside)}", headers=acme_admin)
+        assert revoke.status_code == 404, outside
+        assert api.client.get("/api/jobs", headers=api.headers(outside)).status_code == 200
+    assert api.client.delete("/api/keys/key_nope", headers=acme_admin).status_code == 404
+    inside = api.client.delete(f"/api/keys/{_key_id(api, 'acme')}", headers=acme_admin)
+    assert inside.status_code == 204
+    assert api.client.get("/api/jobs", headers=api.headers("acme")).status_code == 401
+    # Unscoped admins see every key, whatever its scope.
+    every = api.client.get("/api/keys", headers=api.headers("admin")).json()["items"]
+    assert {_key_id(api, "globex"), _key_id(api, "viewer")} <= {k["id"] for k in every}
 
 
 def test_failed_auth_is_rate_limited_per_address(api: Api) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from httpx import Response
 
+from flywheel.api.app import create_app
 from flywheel.domain.jobs import JobId, JobStatus
-from tests.api.conftest import Api
+from tests.api.conftest import Api, TestClient, make_settings
 
 _BODY = {"data_split_config": {"eval_size": 30}}
 
@@ -113,3 +116,46 @@ def test_integers_beyond_64_bits_are_422_or_404_never_500(api: Api) -> None:
     assert job.status_code == 422, job.text
     assert job.json()["errors"][0]["loc"] == ["config", "data_split_config", "random_seed"]
     assert api.state.count_jobs() == 0
+
+
+def test_credentials_in_a_url_are_refused_and_never_stored(api: Api) -> None:
+    """Regression: a judge URL with user:pw@ was stored, shown back and broken in snapshots."""
+    judge = {"type": "remote", "model_name": "judge", "url": "https://user:pw@judge.example/v1"}
+    refused = _create(api, body={"llm_judge_config": judge})
+    assert refused.status_code == 422
+    error = refused.json()["errors"][0]
+    assert error["loc"] == ["body", "llm_judge_config", "url"]
+    assert "api_key_env" in error["msg"]
+    assert "pw" not in refused.text
+    assert api.client.get("/api/configs/small", headers=api.headers("admin")).status_code == 404
+    judge.update(url="https://judge.example/v1", api_key_env="JUDGE_API_KEY")
+    assert _create(api, body={"llm_judge_config": judge}).status_code == 201
+    update = {
+        "expected_version": 1,
+        "body": {"candidates": [{"name": "m", "endpoint_url": "http://tok@llm.example/v1"}]},
+    }
+    put = api.client.put("/api/configs/small", json=update, headers=api.headers("admin"))
+    assert put.status_code == 422
+    assert put.json()["errors"][0]["loc"] == ["body", "candidates", 0, "endpoint_url"]
+
+
+def test_a_config_body_over_the_size_limit_is_413(tmp_path: Path, api: Api) -> None:
+    settings = make_settings(tmp_path, max_request_bytes=300)
+    app = create_app(settings, state_store=api.state, log_store=api.logs)
+    admin = api.headers("admin")
+    small = {"name": "small", "job_type": "llm_job", "body": _BODY}
+    big = {**small, "name": "big", "description": "x" * 400}  # valid, only too large
+    with TestClient(app) as client:
+        refused = client.post("/api/configs", json=big, headers=admin)
+        assert refused.status_code == 413
+        assert "300-byte limit" in refused.json()["detail"]
+        assert "FLYWHEEL_MAX_REQUEST_BYTES" in refused.json()["detail"]
+        streamed = client.post(  # chunked, no Content-Length: counted as it arrives
+            "/api/configs",
+            content=iter([b'{"name": "big", "description": "', b"x" * 400, b'", "body": {}}']),
+            headers={**admin, "Content-Type": "application/json"},
+        )
+        assert streamed.status_code == 413, streamed.text
+        assert "300-byte limit" in streamed.json()["detail"]
+        assert client.get("/api/configs/big", headers=admin).status_code == 404
+        assert client.post("/api/configs", json=small, headers=admin).status_code == 201

@@ -6,7 +6,7 @@ opened in the lifespan and closed when it ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -17,13 +17,14 @@ from flywheel import __version__
 from flywheel.api.deps import Services
 from flywheel.api.errors import install_error_handlers
 from flywheel.api.metrics import ApiMetrics
-from flywheel.api.middleware import RequestContextMiddleware
+from flywheel.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from flywheel.api.routes import configs, console_support, health, jobs, keys, logs, workloads
 from flywheel.config.resolve import load_base_config
 from flywheel.console import mount_console
 from flywheel.domain.jobs import Job
 from flywheel.services.auth import FailedAuthLimiter
 from flywheel.services.configs import ConfigService
+from flywheel.services.health import nmp_pinger
 from flywheel.services.jobs import JobService
 from flywheel.services.workflow_port import DeferredLauncher, WorkflowLauncher
 from flywheel.settings import Settings, get_settings
@@ -43,6 +44,23 @@ A key scoped to some `client_id`s sees only their jobs and logs; others answer 4
 **Status vocabulary.** One set of job statuses everywhere: `pending`, `running`,
 `cancelling`, `cancelled`, `completed`, `failed` (the blueprint's API said `queued`, D7).
 """
+
+
+def _platform_pinger(settings: Settings) -> Callable[[], None] | None:
+    """The health check's ping of NMP (None for the in-process local platform).
+
+    Built once per app: the TLS setup is read (and, with verification off, warned about)
+    here rather than on every probe.
+    """
+    if settings.platform_kind != "nemo" or settings.nmp_base_url is None:
+        return None
+    from flywheel.platforms.nemo.tls import tls_verify  # the nemo extra: only in NMP mode
+
+    token = settings.nmp_token.get_secret_value() if settings.nmp_token is not None else None
+    verify = tls_verify(
+        settings.nmp_ca_bundle, verify_ssl=settings.nmp_verify_ssl, urls=(settings.nmp_base_url,)
+    )
+    return nmp_pinger(settings.nmp_base_url, token=token, verify=verify)
 
 
 def create_app(
@@ -107,6 +125,7 @@ def create_app(
             configs=ConfigService(store=state, base_config=base),
             limiter=FailedAuthLimiter(),
             metrics=metrics,
+            ping_platform=_platform_pinger(settings),
         )
         try:
             yield
@@ -135,6 +154,8 @@ def create_app(
     ):
         app.include_router(router)
     mount_console(app)
+    # Innermost of ours: its 413s still get CORS headers and a request id.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -10,6 +10,7 @@ accident; routes needing more add their own ``require``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -44,6 +45,8 @@ class Services:
     configs: ConfigService
     limiter: FailedAuthLimiter
     metrics: ApiMetrics
+    ping_platform: Callable[[], None] | None = None
+    """Pings a remote platform for ``/api/health`` (built once: its TLS setup logs)."""
 
 
 async def get_services(request: Request) -> Services:

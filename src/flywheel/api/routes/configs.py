@@ -22,7 +22,11 @@ ConfigName = Annotated[str, Path(pattern=CONFIG_NAME_PATTERN)]
 
 
 @router.post(
-    "", status_code=201, dependencies=_admin, responses=error_responses(409, 422), summary="Create"
+    "",
+    status_code=201,
+    dependencies=_admin,
+    responses=error_responses(409, 413, 422),
+    summary="Create",
 )
 def create_config(body: ConfigIn, configs: ConfigsDep, principal: PrincipalDep) -> ConfigOut:
     """Validate and store version 1 of a named config."""
@@ -58,7 +62,7 @@ def list_config_versions(name: ConfigName, configs: ConfigsDep) -> ConfigList:
 
 
 @router.put(
-    "/{name}", dependencies=_admin, responses=error_responses(404, 409, 422), summary="Update"
+    "/{name}", dependencies=_admin, responses=error_responses(404, 409, 413, 422), summary="Update"
 )
 def update_config(
     name: ConfigName, body: ConfigUpdate, configs: ConfigsDep, principal: PrincipalDep

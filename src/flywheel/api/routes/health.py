@@ -36,6 +36,8 @@ def health(services: ServicesDep) -> JSONResponse:
         broker_url=broker_url,
         platform_kind=services.settings.platform_kind,
         ping_broker=redis_pinger(broker_url) if broker_url is not None else None,
+        platform_url=services.settings.nmp_base_url,
+        ping_platform=services.ping_platform,
     )
     out = HealthOut.from_report(report)
     return JSONResponse(out.model_dump(mode="json"), status_code=200 if report.healthy else 503)

@@ -26,7 +26,7 @@ _operator = [require(Role.operator)]
     "",
     status_code=202,
     dependencies=_operator,
-    responses=error_responses(404, 422),
+    responses=error_responses(404, 413, 422),
     summary="Submit a job",
 )
 def create_job(body: JobIn, jobs: JobsDep, principal: PrincipalDep) -> JobCreated:

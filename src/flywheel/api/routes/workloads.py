@@ -101,7 +101,7 @@ def list_promotions(
     status_code=201,
     dependencies=_operator,
     summary="Promote a candidate",
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(404, 409, 413, 422),
 )
 def promote_candidate(
     client_id: ClientId,
@@ -136,7 +136,7 @@ def promote_candidate(
     "/{client_id}/{workload_id}/promotions/rollback",
     dependencies=_operator,
     summary="Roll back the current promotion",
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, 413),
 )
 def rollback_promotion(
     client_id: ClientId,
