@@ -119,8 +119,30 @@ def update_config(
         _out.print(f"updated {name} to v{config['version']}")
 
 
+@app.command("versions")
+def list_versions(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
+    """List every version of a named config, oldest first (to diff or pin one)."""
+    items = client_of(ctx).request("GET", f"/api/configs/{name}/versions")["items"]
+    if as_json:
+        print_json(items)
+        return
+    table = Table("version", "job_type", "description", "created_by", "created_at", title=name)
+    for c in items:
+        table.add_row(
+            str(c["version"]),
+            c["job_type"],
+            c["description"],
+            c.get("created_by") or "",
+            c["created_at"],
+        )
+    _out.print(table)
+
+
 @app.command("delete")
-def delete_config(ctx: typer.Context, name: str) -> None:
+def delete_config(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
     """Delete a config (refused while an active job uses it)."""
     client_of(ctx).request("DELETE", f"/api/configs/{name}")
-    _out.print(f"deleted {name}")
+    if as_json:
+        print_json({"name": name, "deleted": True})
+    else:
+        _out.print(f"deleted {name}")

@@ -37,6 +37,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from flywheel.cli.jobs import judge_note
 from flywheel.errors import ConfigError, FlywheelError
 
 app = typer.Typer(help="Run a whole flywheel job on embedded defaults (no servers).")
@@ -263,7 +264,7 @@ def results_table(job: Mapping[str, Any]) -> Table:
     """Scores with 95 % CIs, latency and cost for every candidate and variant."""
     embedding = job.get("job_type") == DemoJobType.embedding_job.value
     metrics = _EMBEDDING_METRICS if embedding else _LLM_METRICS
-    table = Table(title="Results (95% bootstrap CIs)", header_style="bold")
+    table = Table(title="Results (95% bootstrap CIs)", header_style="bold", caption=judge_note(job))
     table.add_column("candidate / variant")
     labels = {
         "function_name_accuracy": "tool name acc.",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -19,6 +20,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
+SplitStrategy = Literal["stratified", "time"]
+
+
+def _split_overrides(**values: Any) -> dict[str, Any] | None:
+    """The request's ``data_split_config``: only the options given (the rest keep defaults)."""
+    split = {k: v for k, v in values.items() if v is not None}
+    return split or None
+
+
 @app.command("create")
 def create_job(
     ctx: typer.Context,
@@ -27,22 +37,46 @@ def create_job(
     job_type: Annotated[str, typer.Option(help="llm_job or embedding_job")] = "llm_job",
     config_name: Annotated[str | None, typer.Option(help="Named config to use.")] = None,
     eval_size: Annotated[int | None, typer.Option(help="Override eval_size.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Override the record limit.")] = None,
+    val_ratio: Annotated[
+        float | None,
+        typer.Option(help="Override val_ratio (share of the non-eval rest for validation)."),
+    ] = None,
+    min_total_records: Annotated[
+        int | None,
+        typer.Option(help="Override min_total_records (fewer clean ones: the job fails)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Override limit (most recent records pulled).")
+    ] = None,
     random_seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    parse_function_arguments: Annotated[
+        bool | None,
+        typer.Option(
+            "--parse-function-arguments/--no-parse-function-arguments",
+            help="Override parse_function_arguments.",
+            show_default=False,
+        ),
+    ] = None,
+    split_strategy: Annotated[
+        SplitStrategy | None, typer.Option(help="Override split_strategy (stratified or time).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Submit a job for one (client, workload) pair."""
-    split = {
-        k: v
-        for k, v in (("eval_size", eval_size), ("limit", limit), ("random_seed", random_seed))
-        if v is not None
-    }
+    """Submit a job for one (client, workload) pair; omitted split options keep the config's."""
     payload: dict[str, Any] = {
         "client_id": client_id,
         "workload_id": workload_id,
         "job_type": job_type,
         "config_name": config_name,
-        "data_split_config": split or None,
+        "data_split_config": _split_overrides(
+            eval_size=eval_size,
+            val_ratio=val_ratio,
+            min_total_records=min_total_records,
+            limit=limit,
+            random_seed=random_seed,
+            parse_function_arguments=parse_function_arguments,
+            split_strategy=split_strategy,
+        ),
     }
     created = client_of(ctx).request("POST", "/api/jobs", json=payload)
     if as_json:
@@ -123,19 +157,46 @@ def _score(name: str, value: Any) -> str:
     return f"{name}={value}"
 
 
+def _is_metric(value: Any) -> bool:
+    """A score the table shows: a number, or a value with its CI (not a breakdown such as
+    ``per_tool`` or ``confusion``, which the console and the CSV export lay out)."""
+    return isinstance(value, int | float) or (isinstance(value, dict) and "value" in value)
+
+
 def _scores(candidate: dict[str, Any]) -> str:
     out = []
     for evaluation in candidate["evaluations"]:
         scores = evaluation.get("scores") or {}
-        shown = ", ".join(_score(k, v) for k, v in scores.items())
+        shown = ", ".join(_score(k, v) for k, v in scores.items() if _is_metric(v))
         out.append(f"{evaluation.get('eval_type', '?')}: {shown or '-'}")
     return "\n".join(out) or "-"
+
+
+JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config to score similarity)"
+
+
+def judge_note(job: Mapping[str, Any]) -> str | None:
+    """Why an LLM job has no judge score, read from its config snapshot (``None``: it has one).
+
+    Without a judge, ``judge_similarity`` is absent rather than 0; saying so keeps a
+    missing column from reading as a lost or failed score.
+    """
+    config = job.get("config")
+    if job.get("job_type") == "embedding_job" or not isinstance(config, Mapping):
+        return None
+    judge = config.get("llm_judge_config") or {}
+    return JUDGE_NOT_CONFIGURED if judge.get("type", "none") == "none" else None
 
 
 def results_table(job: dict[str, Any]) -> Table:
     """One row per candidate: status, scores per evaluation, and errors."""
     table = Table(
-        "candidate", "status", "scores", "error", title=f"job {job['id']}: {job['status']}"
+        "candidate",
+        "status",
+        "scores",
+        "error",
+        title=f"job {job['id']}: {job['status']}",
+        caption=judge_note(job),
     )
     for c in job["candidates"]:
         table.add_row(c["name"], c["status"], _scores(c), c["error"] or "")

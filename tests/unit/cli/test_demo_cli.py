@@ -134,3 +134,72 @@ def test_the_live_view_and_the_results_render() -> None:
     assert "0.500 [0.30, 0.70]" in text
     assert "900 / 1500" in text
     assert "0.0123" in text
+
+
+def _render(table: object) -> str:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=160).print(table)
+    return out.getvalue()
+
+
+def _finished_job(job_type: str, judge: dict[str, object] | None) -> dict[str, object]:
+    config: dict[str, object] = {"candidates": [{"name": "smollm2"}]}
+    if judge is not None:
+        config["llm_judge_config"] = judge
+    score = {"value": 0.5, "ci_low": 0.3, "ci_high": 0.7, "n": 24}
+    return {
+        "id": "job_1",
+        "job_type": job_type,
+        "status": "completed",
+        "config": config,
+        "candidates": [
+            {
+                "name": "smollm2",
+                "status": "completed",
+                "error": None,
+                "evaluations": [
+                    {
+                        "eval_type": "base",
+                        "status": "completed",
+                        "scores": {"function_name_accuracy": score, "recall@5": score},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+NOTE = "judge: not configured (set llm_judge_config to score similarity)"
+REMOTE_JUDGE = {"type": "remote", "url": "http://judge.test", "model_name": "j"}
+
+
+@pytest.mark.parametrize(
+    ("job_type", "judge", "noted"),
+    [
+        ("llm_job", None, True),  # the snapshot omits the section: the default, no judge
+        ("llm_job", {"type": "none"}, True),
+        ("llm_job", REMOTE_JUDGE, False),
+        ("llm_job", {"type": "local", "hf_model": "judge-dir"}, False),
+        ("embedding_job", {"type": "none"}, False),  # no judge metric to miss
+    ],
+)
+def test_the_results_tables_say_when_no_judge_is_configured(
+    job_type: str, judge: dict[str, object] | None, noted: bool
+) -> None:
+    from flywheel.cli.demo import results_table as demo_table
+    from flywheel.cli.jobs import results_table as jobs_table
+
+    job = _finished_job(job_type, judge)
+    for table in (demo_table(job), jobs_table(job)):
+        assert (NOTE in _render(table)) is noted
+
+
+def test_a_job_without_a_config_snapshot_gets_no_judge_guess() -> None:
+    from flywheel.cli.jobs import judge_note
+
+    assert judge_note({"job_type": "llm_job"}) is None
+    assert judge_note({"job_type": "llm_job", "config": {}}) == NOTE

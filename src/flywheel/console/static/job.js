@@ -153,6 +153,7 @@ function render(root, job) {
     job.recommendation ? recommendation(job) : null,
     isEmbedding(job) ? retrievalScores(job) : null,
     h("h2", {}, "Candidates"),
+    judgeNote(job),
     job.candidates.length ? job.candidates.map((c) => candidate(job, c)) : h("p", { class: "muted" }, "No candidates."),
     artifacts(job),
     job.status === "completed" && can("operator") ? promoteForm(job) : null,
@@ -516,6 +517,15 @@ function recommendation(job) {
       ? h("div", {}, h("h3", {}, "Not at parity"), h("ul", {}, rejected.map((r) => h("li", {}, h("strong", {}, r.name), ": ", (r.reasons || []).join("; ")))))
       : null,
   );
+}
+
+export const JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config to score similarity)";
+
+/** LLM jobs without a judge have no judge score (absent, not 0): say so, from the config snapshot. */
+export function judgeNote(job) {
+  if (isEmbedding(job) || !job.config || typeof job.config !== "object") return null;
+  const type = job.config.llm_judge_config?.type ?? "none";
+  return type === "none" ? h("p", { class: "muted judge-note", "data-note": "judge" }, JUDGE_NOT_CONFIGURED) : null;
 }
 
 function candidate(job, c) {
