@@ -5,6 +5,7 @@ Models are built in memory (no downloads); workers run with one torch thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -26,6 +27,7 @@ from flywheel.config.schema import (
     LoRAConfig,
     TrainingConfig,
 )
+from flywheel.errors import PlatformError
 from flywheel.platforms.base import DatasetFiles, Handle, Progress, WorkState
 from flywheel.platforms.local import LocalPlatform
 from flywheel.platforms.local.jobfiles import WorkDir
@@ -179,6 +181,41 @@ def test_local_model_evaluation_through_the_platform(
     assert not Path(handle["work_dir"]).exists()
 
 
+def test_an_in_process_judge_records_its_replies_and_parse_failures(
+    platform: LocalPlatform, files: DatasetFiles, tiny_chat_model: Path
+) -> None:
+    from flywheel.domain.metrics.judge import parse_similarity, similarity_to_unit
+
+    candidate = CandidateModel(name="tiny", hf_model=str(tiny_chat_model))
+    judge = LLMJudgeConfig(type="local", model_name="tiny-judge", hf_model=str(tiny_chat_model))
+    config = _config(candidate, llm_judge_config=judge)
+    datasets = platform.upload_datasets(job_id="job-8", files=files)
+    handle = platform.start_evaluation(
+        job_id="job-8", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    spec = orjson.loads(WorkDir(Path(handle["work_dir"])).spec.read_bytes())
+    assert spec["judge"] == {"kind": "hf", "name": "tiny-judge", "path": str(tiny_chat_model)}
+    final = _wait(platform.poll_evaluation, handle, _finished)
+    assert final.state is WorkState.completed, final
+    outcome = platform.evaluation_outcome(handle)
+
+    replies = [p.judge_reply for p in outcome.predictions]
+    assert len(replies) == 3
+    assert all(isinstance(r, str) for r in replies)  # every item was judged, reply kept
+    # A random tiny judge rarely writes a rating: whatever it wrote, the failures are counted
+    # by the domain parser and the score covers only the parsed ratings (absent if none).
+    ratings = [parse_similarity(r) for r in replies]
+    parsed = [similarity_to_unit(r) for r in ratings if r is not None]
+    assert outcome.platform_scores["judge_parse_failures"] == len(replies) - len(parsed)
+    if parsed:
+        assert outcome.platform_scores["judge_similarity"] == pytest.approx(
+            sum(parsed) / len(parsed)
+        )
+    else:
+        assert "judge_similarity" not in outcome.platform_scores
+    assert "function_name_accuracy" in outcome.platform_scores
+
+
 def test_a_missing_model_fails_its_deployment(platform: LocalPlatform, tmp_path: Path) -> None:
     candidate = CandidateModel(name="ghost", python_package="no_such_model_package_xyz")
     handle = platform.start_deployment(job_id="job-1", candidate=candidate)
@@ -217,23 +254,32 @@ def _openai_app(requests: list[dict[str, Any]]) -> FastAPI:
     return app
 
 
-@pytest.fixture
-def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    requests: list[dict[str, Any]] = []
+@contextlib.contextmanager
+def _serving(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a loopback port in a background thread; its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(_openai_app(requests), log_level="warning", lifespan="off"))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "endpoint did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", requests
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    requests: list[dict[str, Any]] = []
+    with _serving(_openai_app(requests)) as url:
+        yield url, requests
 
 
 def test_endpoint_evaluation_with_a_remote_judge(
@@ -360,17 +406,17 @@ def test_a_dead_worker_fails_with_a_reason(
     assert "exited without a result" in (final.message or "")
 
 
-def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Path) -> None:
-    from tests.support.tiny_models import build_tiny_sentence_model
+EMBEDDING_DOCS = {
+    "d1": "The weather in Paris is sunny.",
+    "d2": "Book a table for two.",
+    "d3": "Cancel my order.",
+}
 
-    model_dir = build_tiny_sentence_model(tmp_path / "st")
-    root = tmp_path / "emb"
+
+def _beir_files(root: Path) -> DatasetFiles:
+    """A three-passage BEIR eval set with two judged queries, and hard-negative training rows."""
+    docs = EMBEDDING_DOCS
     (root / "eval" / "qrels").mkdir(parents=True)
-    docs = {
-        "d1": "The weather in Paris is sunny.",
-        "d2": "Book a table for two.",
-        "d3": "Cancel my order.",
-    }
     _write_jsonl(
         root / "eval" / "corpus.jsonl",
         [{"_id": k, "title": "", "text": v} for k, v in docs.items()],
@@ -389,7 +435,14 @@ def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Pa
             {"query": "table for two", "pos_doc": docs["d2"], "neg_doc": [docs["d1"], docs["d3"]]},
         ],
     )
-    files = DatasetFiles(root=root, train=train, beir_dir=root / "eval")
+    return DatasetFiles(root=root, train=train, beir_dir=root / "eval")
+
+
+def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Path) -> None:
+    from tests.support.tiny_models import build_tiny_sentence_model
+
+    model_dir = build_tiny_sentence_model(tmp_path / "st")
+    files = _beir_files(tmp_path / "emb")
     candidate = CandidateModel(name="emb", model_type="embedding", hf_model=str(model_dir))
     config = JobConfig(
         candidates=[candidate], embedding_config=EmbeddingJobConfig(epochs=2, batch_size=2)
@@ -409,7 +462,9 @@ def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Pa
 
     done = _wait(platform.poll_customization, custom, _finished)
     assert done.state is WorkState.completed, done
-    assert (Path(custom["output_model"]) / "manifest.json").is_file()
+    manifest = orjson.loads((Path(custom["output_model"]) / "manifest.json").read_bytes())
+    assert manifest["config"]["temperature"] == config.embedding_config.temperature
+    assert manifest["config"]["max_seq_length"] == config.embedding_config.max_seq_length
     tuned = platform.start_evaluation(
         job_id="job-6",
         candidate=candidate,
@@ -420,6 +475,99 @@ def test_embedding_fine_tuning_and_ranking(platform: LocalPlatform, tmp_path: Pa
     )
     assert _wait(platform.poll_evaluation, tuned, _finished).state is WorkState.completed
     assert set(platform.evaluation_outcome(tuned).rankings) == {"q1", "q2"}
+
+
+def _embedding_app(model_dir: Path, batches: list[int]) -> FastAPI:
+    """``/v1/embeddings`` served by the tiny sentence model (as vLLM or TEI would serve it)."""
+    from flywheel.platforms.local.embeddings import load_sentence_model
+    from flywheel.platforms.local.models import ModelSource
+
+    model = load_sentence_model(
+        ModelSource(kind="hf", name="st", path=str(model_dir)),
+        max_seq_length=EmbeddingJobConfig().max_seq_length,
+    )
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "emb"}]}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> dict[str, Any]:
+        body = orjson.loads(await request.body())
+        assert body["model"] == "emb"
+        batches.append(len(body["input"]))
+        rows = model.encode(body["input"], convert_to_numpy=True).tolist()
+        data = [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)]
+        return {"object": "list", "data": data, "model": "emb"}
+
+    return app
+
+
+def test_an_embedding_endpoint_ranks_like_the_same_model_in_process(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    from tests.support.tiny_models import build_tiny_sentence_model
+
+    from flywheel.workflow.scoring import read_qrels, score_retrieval_eval
+
+    model_dir = build_tiny_sentence_model(tmp_path / "st")
+    files = _beir_files(tmp_path / "emb")
+    local = CandidateModel(name="emb-local", model_type="embedding", hf_model=str(model_dir))
+    batches: list[int] = []
+    with _serving(_embedding_app(model_dir, batches)) as url:
+        remote = CandidateModel(
+            name="emb-remote",
+            model_type="embedding",
+            endpoint_url=url,
+            endpoint_model="emb",
+            customization_enabled=False,
+        )
+        config = JobConfig(candidates=[local, remote])
+        datasets = platform.upload_datasets(job_id="job-7", files=files)
+        deployment = platform.start_deployment(job_id="job-7", candidate=remote)
+        assert platform.poll_deployment(deployment).state is WorkState.ready
+
+        outcomes = {}
+        for candidate in (local, remote):
+            handle = platform.start_evaluation(
+                job_id="job-7",
+                candidate=candidate,
+                eval_type="base",
+                datasets=datasets,
+                config=config,
+            )
+            final = _wait(platform.poll_evaluation, handle, _finished)
+            assert final.state is WorkState.completed, final
+            outcomes[candidate.name] = platform.evaluation_outcome(handle)
+
+        # An endpoint has no weights here: no fine-tuning, no customized variant.
+        with pytest.raises(PlatformError, match="customization_enabled: false"):
+            platform.start_customization(
+                job_id="job-7", candidate=remote, datasets=datasets, config=config
+            )
+        with pytest.raises(PlatformError, match="customization_enabled: false"):
+            platform.start_evaluation(
+                job_id="job-7",
+                candidate=remote,
+                eval_type="customized",
+                datasets=datasets,
+                config=config,
+                customization={"output_model": str(tmp_path / "nowhere")},
+            )
+
+    assert batches == [len(EMBEDDING_DOCS), 2]  # the corpus, then the judged queries
+    ranked = outcomes["emb-remote"].rankings
+    assert set(ranked) == {"q1", "q2"}
+    assert sorted(ranked["q1"]) == sorted(EMBEDDING_DOCS)
+    assert ranked == outcomes["emb-local"].rankings
+    qrels = read_qrels(files.beir_dir)
+    scores = {
+        name: score_retrieval_eval(outcome=outcome, qrels=qrels, config=config)
+        for name, outcome in outcomes.items()
+    }
+    assert scores["emb-remote"] == scores["emb-local"]
+    assert {"recall@1", "ndcg@10", "mrr@10"} <= set(scores["emb-remote"])
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")

@@ -1,16 +1,15 @@
-"""Embedding models with sentence-transformers: fine-tune with hard negatives, then rank.
+"""Embedding models with sentence-transformers: fine-tune with hard negatives.
 
 **Training** reads lines ``{"query", "pos_doc", "neg_doc": [...]}`` and minimises the
 multiple-negatives ranking loss: each query's positive must outscore, by cosine similarity
 divided by ``embedding_config.temperature``, every other passage in the batch, which is the
 other queries' positives (in-batch negatives) and all hard negatives of the batch. Rows may
-carry different numbers of hard negatives. The loop is plain torch so progress and
-cancellation work between steps, as for LoRA.
+carry different numbers of hard negatives. This is sentence-transformers'
+``MultipleNegativesRankingLoss`` with ``scale = 1 / temperature``. The loop is plain torch so
+progress (with the validation loss after each epoch) and cancellation work between steps,
+as for LoRA.
 
-**Evaluation** embeds the BEIR corpus and queries (``corpus.jsonl``, ``queries.jsonl``,
-``qrels/test.tsv``) and ranks the corpus by cosine similarity for every query that has
-qrels, giving ``rankings`` (query id → ranked doc ids); the workflow scores them with the
-shared retrieval metrics.
+**Evaluation** (ranking the BEIR eval set) lives in :mod:`flywheel.platforms.local.ranking`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,12 @@ from typing import Any
 
 import orjson
 
-from flywheel.config.schema import CandidateModel, JobConfig
+from flywheel.config.schema import JobConfig
 from flywheel.errors import PlatformError
 from flywheel.platforms.base import Handle
 from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, write_json_atomic
 from flywheel.platforms.local.lora import sha256_files
-from flywheel.platforms.local.models import ModelSource, resolve_source
-
-RANK_DEPTH = 100
+from flywheel.platforms.local.models import ModelSource
 
 
 def embedding_customization_spec(
@@ -56,39 +53,20 @@ def embedding_customization_spec(
     }
 
 
-def embedding_evaluation_spec(
-    *,
-    candidate: CandidateModel,
-    datasets: Handle,
-    config: JobConfig,
-    customization: Handle | None,
-) -> dict[str, Any]:
-    """The worker spec for ranking the BEIR eval set with a (customized) embedding model."""
-    if not datasets.get("beir_dir"):
-        raise PlatformError("local platform: the embedding job has no BEIR eval directory")
-    source = resolve_source(
-        name=candidate.name,
-        hf_model=candidate.hf_model,
-        python_package=candidate.python_package,
-        endpoint_url=candidate.endpoint_url,
-        endpoint_model=candidate.endpoint_model,
-    )
-    if source.kind == "endpoint":
-        raise PlatformError("local platform: embedding endpoints are not supported yet")
-    if customization is not None:
-        source = ModelSource(kind="hf", name=candidate.name, path=customization["output_model"])
-    return {
-        "kind": "embedding_evaluation",
-        "model": source.to_dict(),
-        "beir_dir": datasets["beir_dir"],
-        "depth": max(RANK_DEPTH, *config.embedding_config.recall_k),
-        "max_seq_length": config.embedding_config.max_seq_length,
-    }
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [orjson.loads(line) for line in lines if line.strip()]
+
+
+#: The training settings a manifest records: enough to reproduce the run.
+_MANIFEST_CONFIG = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "temperature",
+    "max_seq_length",
+    "seed",
+)
 
 
 def load_sentence_model(source: ModelSource, *, max_seq_length: int) -> Any:
@@ -121,6 +99,22 @@ def _mnrl_loss(model: Any, rows: list[dict[str, Any]], temperature: float) -> An
     return F.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
 
 
+def _validation_loss(
+    model: Any, rows: list[dict[str, Any]], *, batch_size: int, temperature: float
+) -> float:
+    """Mean loss over validation batches, without dropout or gradients."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        values = [
+            float(_mnrl_loss(model, rows[i : i + batch_size], temperature))
+            for i in range(0, len(rows), batch_size)
+        ]
+    model.train()
+    return sum(values) / len(values)
+
+
 def train_embeddings(
     spec: Mapping[str, Any],
     *,
@@ -148,8 +142,8 @@ def train_embeddings(
     losses: list[float] = []
     val_losses: list[float] = []
     step, started = 0, time.perf_counter()
+    model.train()
     for epoch in range(1, epochs + 1):
-        model.train()
         rng.shuffle(rows)
         for start in range(0, len(rows), batch_size):
             if should_stop():
@@ -162,13 +156,20 @@ def train_embeddings(
             losses.append(float(loss.detach()))
             report({"step": step, "total_steps": total_steps, "epoch": epoch, "loss": losses[-1]})
         if validation:
-            model.eval()
-            with torch.no_grad():
-                batches = [
-                    validation[i : i + batch_size] for i in range(0, len(validation), batch_size)
-                ]
-                values = [float(_mnrl_loss(model, b, temperature)) for b in batches]
-            val_losses.append(sum(values) / len(values))
+            # One pass over a small file per epoch: cheap next to training, and the curve
+            # is what tells over-fitting apart from learning.
+            val_losses.append(
+                _validation_loss(model, validation, batch_size=batch_size, temperature=temperature)
+            )
+            report(
+                {
+                    "step": step,
+                    "total_steps": total_steps,
+                    "epoch": epoch,
+                    "loss": losses[-1] if losses else None,
+                    "val_loss": val_losses[-1],
+                }
+            )
     output_dir = Path(spec["output_dir"])
     model.save(str(output_dir))
     metrics = {
@@ -183,28 +184,12 @@ def train_embeddings(
         output_dir / "manifest.json",
         {
             "base_model": dict(spec["base"]),
-            "config": {k: spec[k] for k in ("epochs", "batch_size", "learning_rate")},
+            "config": {k: spec.get(k) for k in _MANIFEST_CONFIG},
             "metrics": metrics,
             "files": sha256_files(output_dir),
         },
     )
     return metrics
-
-
-def rank_corpus(
-    model: Any, *, corpus: Mapping[str, str], queries: Mapping[str, str], depth: int
-) -> dict[str, list[str]]:
-    """Query id → doc ids ranked by cosine similarity (best first, ``depth`` deep)."""
-    import torch
-
-    doc_ids = list(corpus)
-    docs = model.encode([corpus[d] for d in doc_ids], convert_to_tensor=True)
-    query_ids = list(queries)
-    embedded = model.encode([queries[q] for q in query_ids], convert_to_tensor=True)
-    docs = torch.nn.functional.normalize(docs, dim=-1)
-    embedded = torch.nn.functional.normalize(embedded, dim=-1)
-    top = torch.topk(embedded @ docs.T, k=min(depth, len(doc_ids)), dim=-1).indices.tolist()
-    return {q: [doc_ids[i] for i in row] for q, row in zip(query_ids, top, strict=True)}
 
 
 def run_embedding_customization(work: WorkDir, spec: Mapping[str, Any]) -> None:
@@ -218,38 +203,3 @@ def run_embedding_customization(work: WorkDir, spec: Mapping[str, Any]) -> None:
     metrics = train_embeddings(spec, report=report, should_stop=work.cancel_requested)
     write_json_atomic(work.result, {"output_model": spec["output_dir"], "metrics": metrics})
     work.report("completed", percent=100.0, message="model saved", details=metrics)
-
-
-def run_embedding_evaluation(work: WorkDir, spec: Mapping[str, Any]) -> None:
-    """Worker entry: rank the BEIR corpus for every query with qrels."""
-    from flywheel.platforms.local.models import set_threads
-
-    set_threads(int(spec.get("torch_threads", 0)))
-    work.report("running", percent=0.0, message="loading model")
-    beir = Path(spec["beir_dir"])
-    corpus = {
-        str(d["_id"]): f"{d.get('title') or ''} {d.get('text') or ''}".strip()
-        for d in _read_jsonl(beir / "corpus.jsonl")
-    }
-    judged = {
-        line.split("\t")[0]
-        for line in (beir / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
-        if line.strip()
-    }
-    queries = {
-        str(q["_id"]): str(q["text"])
-        for q in _read_jsonl(beir / "queries.jsonl")
-        if str(q["_id"]) in judged
-    }
-    model = load_sentence_model(
-        ModelSource.from_dict(spec["model"]), max_seq_length=int(spec["max_seq_length"])
-    )
-    if work.cancel_requested():
-        raise Cancelled
-    work.report("running", percent=20.0, message=f"ranking {len(corpus)} passages")
-    rankings = rank_corpus(model, corpus=corpus, queries=queries, depth=int(spec["depth"]))
-    write_json_atomic(
-        work.result,
-        {"rankings": rankings, "artifacts": {"result_file": str(work.result)}},
-    )
-    work.report("completed", percent=100.0, message=f"{len(queries)} queries ranked")

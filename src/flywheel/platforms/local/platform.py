@@ -252,7 +252,7 @@ class LocalPlatform:
     ) -> Handle:
         """Start a worker that answers the eval set (and judges, when configured)."""
         if candidate.model_type == "embedding":
-            from flywheel.platforms.local.embeddings import embedding_evaluation_spec
+            from flywheel.platforms.local.ranking import embedding_evaluation_spec
 
             spec = embedding_evaluation_spec(
                 candidate=candidate, datasets=datasets, config=config, customization=customization
@@ -341,7 +341,9 @@ class LocalPlatform:
         source = candidate_source(candidate)
         if source.kind == "endpoint":
             raise PlatformError(
-                f"local platform: {candidate.name!r} is an endpoint and cannot be fine-tuned here"
+                f"local platform: {candidate.name!r} is served by the endpoint "
+                f"{source.endpoint_url} and cannot be fine-tuned here (its weights are not on "
+                "this machine); set customization_enabled: false for it"
             )
         output = self.data_dir / "adapters" / _safe(job_id) / _safe(candidate.name)
         if candidate.model_type == "embedding":

@@ -26,11 +26,11 @@ def _runners() -> dict[str, Callable[[WorkDir, Mapping[str, Any]], None]]:
         "customization": run_customization,
     }
     try:
-        from flywheel.platforms.local import embeddings
+        from flywheel.platforms.local import embeddings, ranking
     except ImportError:  # pragma: no cover - embeddings module is optional
         return runners
     runners["embedding_customization"] = embeddings.run_embedding_customization
-    runners["embedding_evaluation"] = embeddings.run_embedding_evaluation
+    runners["embedding_evaluation"] = ranking.run_embedding_evaluation
     return runners
 
 
