@@ -17,6 +17,10 @@ A burst is armed as a *group* of windows that opens at the first call it matches
 timing does not depend on how fast the workers start); each window opens ``after_s`` later
 and lasts ``seconds``. Every fault raised is counted in ``fault_hits``, so a test can prove
 its burst was felt.
+
+The stop and delete calls (:data:`COUNTED_OPS`) fail by count instead of by time:
+:meth:`FaultyPlatform.fail_next` makes the next *n* calls of one answer unavailable, then
+lets them through ("unavailable twice, then fine").
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ OPS = (
     "start_customization",
     "poll_customization",
 )
+COUNTED_OPS = (
+    "shutdown_deployment",
+    "cancel_evaluation",
+    "cancel_customization",
+    "delete_datasets",
+    "delete_evaluation",
+    "delete_customization",
+    "release_job",
+)
 TIMEOUT_DELAY_S = 0.2
 
 _SCHEMA = """
@@ -50,6 +63,7 @@ CREATE TABLE IF NOT EXISTS faults (
   opens REAL, closes REAL
 );
 CREATE TABLE IF NOT EXISTS fault_hits (op TEXT, candidate TEXT, item TEXT, mode TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS fault_counts (op TEXT PRIMARY KEY, times INTEGER);
 """
 
 
@@ -92,10 +106,17 @@ class FaultyPlatform(FakePlatform):
                 [(grp, op, candidate, item, mode, after_s, seconds) for op in names],
             )
 
+    def fail_next(self, op: str, *, times: int) -> None:
+        """Answer the next ``times`` calls of ``op`` (one of :data:`COUNTED_OPS`) unavailable."""
+        assert op in COUNTED_OPS, f"unknown counted operation {op!r}"
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO fault_counts VALUES (?, ?)", (op, times))
+
     def clear_faults(self) -> None:
-        """Close every window."""
+        """Close every window (and forget every counted fault)."""
         with self._tx() as conn:
             conn.execute("DELETE FROM faults")
+            conn.execute("DELETE FROM fault_counts")
 
     def fault_hits(self) -> list[dict[str, Any]]:
         """Every fault raised so far."""
@@ -161,6 +182,22 @@ class FaultyPlatform(FakePlatform):
             raise self._error(op, "lost_response")
         return progress
 
+    def _counted(self, op: str) -> None:
+        """Raise ``unavailable`` while ``op`` has counted faults left (one used per call)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "UPDATE fault_counts SET times = times - 1 WHERE op = ? AND times > 0 "
+                "RETURNING times",
+                (op,),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "INSERT INTO fault_hits VALUES (?, '', NULL, 'unavailable', ?)",
+                    (op, time.time()),
+                )
+        if row is not None:
+            raise self._error(op, "unavailable")
+
     # -- the faulted operations -----------------------------------------------------------
     def start_deployment(self, *, job_id: str, candidate: CandidateModel) -> Handle:
         """See :class:`FakePlatform`; faulted."""
@@ -219,6 +256,41 @@ class FaultyPlatform(FakePlatform):
     def poll_customization(self, handle: Handle) -> Progress:
         """See :class:`FakePlatform`; faulted."""
         return self._poll("poll_customization", handle, super().poll_customization)
+
+    def shutdown_deployment(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("shutdown_deployment")
+        super().shutdown_deployment(handle)
+
+    def cancel_evaluation(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("cancel_evaluation")
+        super().cancel_evaluation(handle)
+
+    def cancel_customization(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("cancel_customization")
+        super().cancel_customization(handle)
+
+    def delete_datasets(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("delete_datasets")
+        super().delete_datasets(handle)
+
+    def delete_evaluation(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("delete_evaluation")
+        super().delete_evaluation(handle)
+
+    def delete_customization(self, handle: Handle) -> None:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("delete_customization")
+        super().delete_customization(handle)
+
+    def release_job(self, job_id: str) -> list[str]:
+        """See :class:`FakePlatform`; faulted by count."""
+        self._counted("release_job")
+        return super().release_job(job_id)
 
 
 def from_env(settings: Settings) -> FaultyPlatform:

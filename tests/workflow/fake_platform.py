@@ -59,8 +59,9 @@ DEFAULT_SCRIPT: dict[str, Any] = {
     "fail_start": {},  # "candidate/kind[/item]" -> message (start raises PlatformError)
     "accuracy": {},  # candidate -> share of eval items answered like the reference
     # Gates: a call at one of these points ("build_datasets": the worker's dataset build,
-    # "evaluation_outcome": scoring at finalize) waits while its gate is true (at most
-    # HOLD_MAX_S), so a test can catch a step in the middle and release it later.
+    # "evaluation_outcome": scoring at finalize, "shutdown_deployment": a deployment's
+    # shutdown) waits while its gate is true (at most HOLD_MAX_S), so a test can catch a
+    # step in the middle and release it later.
     "hold": {},
     "served": [],  # model names the platform already serves (is_model_served), e.g. a judge
     "peak_gpus": {},  # candidate -> GPUs held at its peak (peak_gpus), when not its own gpus
@@ -258,7 +259,8 @@ class FakePlatform:
         return self._progress(handle, WorkState.ready)
 
     def shutdown_deployment(self, handle: Handle) -> None:
-        """Mark shut down (idempotent)."""
+        """Mark shut down (idempotent); waits at the ``shutdown_deployment`` gate first."""
+        self.hold("shutdown_deployment")
         self._mark(handle, "shut_down_at")
 
     def is_model_served(self, model_name: str) -> bool:

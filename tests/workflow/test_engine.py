@@ -99,7 +99,7 @@ def test_datasets_timeout_fails_the_stage() -> None:
     action = _next(job)
     assert action is not None
     assert action.kind is Kind.fail_datasets
-    assert "timed out after 60 s" in (action.reason or "")
+    assert action.reason == "datasets stage timed out after 60 s (timeouts.datasets)"
 
 
 def test_failed_datasets_stop_the_job() -> None:
@@ -336,3 +336,34 @@ def test_datasets_waiting_for_the_log_store_wait_until_the_next_attempt() -> Non
     assert _next(job, now=NOW + 2000) == Action(Kind.build_datasets)
     label = engine.stage_label(job.state)
     assert label.startswith("datasets: waiting for the log store (Elasticsearch at http://es")
+
+
+def _progress_path(job: Job) -> list[dict[str, Any]]:
+    """The states of a job from start to every candidate ended, one change at a time."""
+    states = [job.state]
+
+    def step(**paths: Any) -> None:
+        nonlocal job
+        job = _with(job, **paths)
+        states.append(job.state)
+
+    step(datasets__status="built")
+    step(datasets__status="uploaded", datasets__handle={"id": "ds"})
+    endings = [engine.W_COMPLETED, engine.W_FAILED, engine.W_CANCELLED, engine.W_SKIPPED]
+    for name, cand in job.state["candidates"].items():
+        step(**{f"candidates__{name}__status": engine.ACTIVE})
+        for i, item in enumerate(cand["work"]):
+            step(**{f"candidates__{name}__work__{item}__status": engine.W_RUNNING})
+            step(**{f"candidates__{name}__work__{item}__status": endings[i % len(endings)]})
+        step(**{f"candidates__{name}__status": engine.COMPLETED})
+    return states
+
+
+def test_progress_is_a_percentage_that_never_goes_back() -> None:
+    for job in (_job(names=("a", "b")), _job(names=("e",), job_type=JobType.embedding_job)):
+        values = [engine.progress_percent(state) for state in _progress_path(job)]
+        assert all(0.0 <= v <= 100.0 for v in values), values
+        assert values == sorted(values), values  # non-decreasing across the stages
+        assert values[0] == 0.0
+        assert values[-1] == 95.0  # all work ended; finalize sets the last 5 %
+        assert len(set(values)) > len(values) // 3  # it moves, not just at the ends

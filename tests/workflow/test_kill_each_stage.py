@@ -1,6 +1,7 @@
 """Kill -9 a worker in the middle of each stage: the job completes after a worker restarts.
 
-One parametrised case per stage. Each starts a job on a real Celery worker (Redis broker,
+One parametrised case per stage (and one embedding_job stage). Each starts a job on a real
+Celery worker (Redis broker,
 unique key prefix), holds the stage open with the fake platform's script (long durations,
 or a ``hold`` gate for the steps that do no platform polling), waits until the persisted
 state shows the stage in progress, SIGKILLs the worker's process group, releases the
@@ -10,7 +11,8 @@ no GPU lease held.
 
 Finalize is caught too: it is not a claiming step, so no claim marks it, but the job's
 ``stage`` reads ``finalizing`` and the fake's ``evaluation_outcome`` gate tells that the
-scoring step is running inside the killed worker.
+scoring step is running inside the killed worker. The candidate's shutdown is caught the
+same way, at the fake's ``shutdown_deployment`` gate.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from flywheel.domain.jobs import Job, JobStatus
+from flywheel.domain.jobs import Job, JobStatus, JobType
 from flywheel.stores.base import LogStore, StateStore
 from flywheel.workflow import engine
 from flywheel.workflow.capacity import RedisCapacity
 from tests.workflow.celery_support import REDIS_URL, Cluster, make_cluster, redis_available
 from tests.workflow.fake_platform import FakePlatform
-from tests.workflow.support import create_job, llm_config
+from tests.workflow.support import create_job, embedding_config, llm_config
 
 pytestmark = [
     pytest.mark.skipif(not redis_available(), reason=f"no Redis at {REDIS_URL}"),
@@ -46,6 +48,8 @@ EXPECTED_WORK = {
     ("customization", CANDIDATE, "customize"),
     ("evaluation", CANDIDATE, "customized"),
 }
+# An embedding_job has no ICL variant.
+EXPECTED_EMBEDDING_WORK = EXPECTED_WORK - {("evaluation", CANDIDATE, "icl")}
 
 
 @pytest.fixture
@@ -90,6 +94,13 @@ def _running(item: str) -> Callable[[Job], bool]:
     return lambda job: _work(job, item) == engine.W_RUNNING
 
 
+def _shutting_down(job: Job) -> bool:
+    # Its shutdown step has not committed yet: every work item ended, the deployment is up.
+    work = (_cand(job).get("work") or {}).values()
+    ended = bool(work) and all(w["status"] in engine.WORK_ENDED for w in work)
+    return ended and (_cand(job).get("deployment") or {}).get("status") == "ready"
+
+
 def _finalizing(job: Job) -> bool:
     return job.status is JobStatus.running and job.stage == "finalizing"
 
@@ -103,7 +114,9 @@ def _reach_stage(cluster: Cluster, platform: FakePlatform, job: Job, stage: str)
         cluster.wait_for(job.id, _deploying)
     elif stage == "base_evaluation":
         cluster.wait_for(job.id, _running("base"))
-    elif stage == "customization":
+    elif stage == "icl_evaluation":
+        cluster.wait_for(job.id, _running("icl"))
+    elif stage in ("customization", "embedding_customization"):
         cluster.wait_for(job.id, _running(engine.CUSTOMIZE))
     elif stage == "customized_evaluation":
         # Only the customized evaluation is long: base/icl end first, then evaluations
@@ -114,6 +127,9 @@ def _reach_stage(cluster: Cluster, platform: FakePlatform, job: Job, stage: str)
         )
         platform.set_script(durations={**FAST, "evaluation": LONG})
         cluster.wait_for(job.id, _running("customized"))
+    elif stage == "shutdown":
+        cluster.wait_for(job.id, _shutting_down)
+        cluster.wait_for(job.id, lambda _: platform.held("shutdown_deployment"))
     elif stage == "finalize":
         cluster.wait_for(job.id, _finalizing)
         cluster.wait_for(job.id, lambda _: platform.held("evaluation_outcome"))
@@ -125,10 +141,14 @@ SCRIPTS: dict[str, dict[str, Any]] = {
     "dataset_build": {"hold": {"build_datasets": True}},
     "deployment": {"durations": {**FAST, "deployment": LONG}},
     "base_evaluation": {"durations": {**FAST, "evaluation": LONG}},
+    "icl_evaluation": {"durations": {**FAST, "evaluation": LONG}},
     "customization": {"durations": {**FAST, "customization": LONG}},
     "customized_evaluation": {"durations": {**FAST, "customization": LONG}},
+    "shutdown": {"hold": {"shutdown_deployment": True}},
     "finalize": {"hold": {"evaluation_outcome": True}},
+    "embedding_customization": {"durations": {**FAST, "customization": LONG}},
 }
+EMBEDDING_STAGES = {"embedding_customization"}
 
 
 @pytest.mark.parametrize("stage", list(SCRIPTS))
@@ -136,7 +156,11 @@ def test_kill_9_mid_stage_then_restart_completes_the_job(
     cluster: Cluster, state: StateStore, platform: FakePlatform, stage: str
 ) -> None:
     platform.set_script(**SCRIPTS[stage])
-    job = create_job(state, llm_config([CANDIDATE]))
+    embedding = stage in EMBEDDING_STAGES
+    if embedding:
+        job = create_job(state, embedding_config([CANDIDATE]), job_type=JobType.embedding_job)
+    else:
+        job = create_job(state, llm_config([CANDIDATE]))
     first = cluster.start_worker()
     cluster.launcher.enqueue(job.id)
     _reach_stage(cluster, platform, job, stage)
@@ -151,7 +175,8 @@ def test_kill_9_mid_stage_then_restart_completes_the_job(
     assert done.status is JobStatus.completed, f"{done.error}\n{cluster.worker_output()}"
     ledger = platform.ledger()
     keys = [(w["kind"], w["candidate"], w["item"]) for w in ledger]
-    assert sorted(keys, key=str) == sorted(EXPECTED_WORK, key=str), (
+    expected = EXPECTED_EMBEDDING_WORK if embedding else EXPECTED_WORK
+    assert sorted(keys, key=str) == sorted(expected, key=str), (
         f"platform work started twice or missing: {ledger}"
     )
     assert all(w["starts"] >= 1 for w in ledger)

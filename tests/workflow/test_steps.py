@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from flywheel.config.schema import StageTimeouts
 from flywheel.domain.jobs import TERMINAL_STATUSES, Job, JobId, JobStatus
 from flywheel.errors import PlatformUnavailable
 from flywheel.platforms.base import Progress
+from flywheel.settings import get_settings
 from flywheel.stores.base import LogStore, StateStore
-from flywheel.workflow import engine
+from flywheel.workflow import engine, runtime, tasks
 from flywheel.workflow.engine import Kind
-from flywheel.workflow.steps import StepRunner, WorkflowServices, delete_artifacts, recorded_handles
+from flywheel.workflow.steps import (
+    ARTIFACTS_LEFT_DIR,
+    ArtifactsUnavailable,
+    StepRunner,
+    WorkflowServices,
+    delete_artifacts,
+    recorded_handles,
+)
 from flywheel.workflow.sweeper import sweep
-from tests.workflow.fake_platform import FakePlatform
+from tests.faults.fault_platform import FaultyPlatform
+from tests.workflow.fake_platform import ENV_DB, FakePlatform
 from tests.workflow.support import create_job, drive, fast_options, llm_config, make_services
 
 
@@ -284,6 +298,7 @@ def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
     report = sweep(
         state=state,
         capacity=services.capacity,
+        platform=platform,
         options=options,
         enqueue=enqueued.append,
         now_ms=now,
@@ -294,6 +309,7 @@ def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
     sweep(
         state=state,
         capacity=services.capacity,
+        platform=platform,
         options=options,
         enqueue=enqueued.append,
         now_ms=later,
@@ -304,6 +320,7 @@ def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
     report = sweep(
         state=state,
         capacity=services.capacity,
+        platform=platform,
         options=options,
         enqueue=enqueued.append,
         now_ms=stuck,
@@ -316,12 +333,13 @@ def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
 
 
 def test_sweeper_releases_leases_of_ended_jobs(
-    services: WorkflowServices, state: StateStore
+    services: WorkflowServices, state: StateStore, platform: FakePlatform
 ) -> None:
     services.capacity.acquire("job_gone/a", 1, 4)
     report = sweep(
         state=state,
         capacity=services.capacity,
+        platform=platform,
         options=fast_options(),
         enqueue=lambda _: None,
         now_ms=services.clock(),
@@ -341,15 +359,62 @@ def test_sweeper_fails_a_job_whose_abort_never_runs(
 
     def sweep_at(now: int) -> Any:
         return sweep(
-            state=state, capacity=services.capacity, options=options, enqueue=lambda _: None,
-            now_ms=now,
+            state=state, capacity=services.capacity, platform=platform, options=options,
+            enqueue=lambda _: None, now_ms=now,
         )  # fmt: skip
 
     assert sweep_at(stuck).aborted == [job.id]
-    assert sweep_at(stuck + 6_000).failed == [job.id]
+    assert services.capacity.leases() == {f"{job.id}/a": 1}
+    report = sweep_at(stuck + 6_000)
+    assert report.failed == [job.id]
+    assert report.released == [f"{job.id}/a"]  # only once its deployment was shut down
     failed = state.get_job(job.id)
     assert failed.status is JobStatus.failed
-    assert "deployment a" in (failed.error or "")  # names what may still run
+    assert "stopped its platform work: deployment a" in (failed.error or ""), failed.error
+    # Nothing is left live on the platform, and the state says so.
+    assert platform.live() == []
+    (deployment,) = [w for w in platform.ledger() if w["kind"] == "deployment"]
+    assert deployment["shut_down_at"] is not None
+    assert [s["kind"] for s in failed.state["stopped"]] == ["deployment"]
+    cand = failed.state["candidates"]["a"]
+    assert (cand["status"], cand["lease"]) == (engine.FAILED, False)
+    assert cand["deployment"]["status"] == "shut_down"
+    assert services.capacity.leases() == {}
+    assert state.list_candidate_runs(job.id)[0].status == "failed"
+
+
+def test_sweeper_keeps_the_leases_of_a_job_it_cannot_stop_and_tries_again(
+    services: WorkflowServices, runner: StepRunner, state: StateStore, data_dir: Any
+) -> None:
+    platform = FaultyPlatform(data_dir / "fake_platform.db")  # the fixture's platform, faulty
+    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
+    stuck = runner.s.clock() + 3600 * 1000 * 24 + 10_000
+
+    def sweep_at(now: int) -> Any:
+        return sweep(
+            state=state, capacity=services.capacity, platform=platform, options=options,
+            enqueue=lambda _: None, now_ms=now,
+        )  # fmt: skip
+
+    assert sweep_at(stuck).aborted == [job.id]
+    platform.fail_next("shutdown_deployment", times=1)
+    report = sweep_at(stuck + 6_000)
+    assert (report.unreachable, report.failed, report.released) == ([job.id], [], [])
+    waiting = state.get_job(job.id)
+    assert waiting.status is JobStatus.running  # not failed while its deployment may run
+    assert waiting.state["abort_cleanup"]["attempts"] == 1
+    assert "503" in waiting.state["abort_cleanup"]["unreachable"][0]
+    assert services.capacity.leases() == {f"{job.id}/a": 1}  # the GPU stays accounted for
+    assert len(platform.live()) == 1
+
+    report = sweep_at(stuck + 7_000)  # the platform answers again
+    assert (report.failed, report.released) == ([job.id], [f"{job.id}/a"])
+    assert state.get_job(job.id).status is JobStatus.failed
+    assert platform.live() == []
+    assert services.capacity.leases() == {}
 
 
 def test_work_started_for_a_job_deleted_meanwhile_is_undone(
@@ -394,3 +459,164 @@ def test_a_step_whose_claim_was_taken_over_keeps_the_work_the_new_owner_recorded
     assert deployment["shut_down_at"] is None  # the loser did not undo the recorded work
     recorded = state.get_job(job.id).state["candidates"]["a"]["deployment"]["handle"]
     assert recorded["id"] == deployment["id"]
+
+
+# -- deleting a job's artifacts through a platform outage -------------------------------------
+
+
+def _forget_worker_caches() -> None:
+    for cached in (get_settings, runtime.options, runtime.services, runtime.runner):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def worker(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyPlatform]:
+    """This process as a worker (``runtime``) over the test's data dir and a faulty platform."""
+    for name in ("MONGODB_URL", "ELASTICSEARCH_URL", "REDIS_URL", "NMP_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLYWHEEL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("FLYWHEEL_PLATFORM", "tests.faults.fault_platform:from_env")
+    monkeypatch.setenv(ENV_DB, str(data_dir / "fake_platform.db"))
+    _forget_worker_caches()
+    yield FaultyPlatform(data_dir / "fake_platform.db")
+    _forget_worker_caches()
+
+
+def _deleted(platform: FakePlatform) -> set[str]:
+    return {w["id"] for w in platform.ledger() if w["deleted_at"] is not None}
+
+
+def _artifact_ids(handles: list[dict[str, Any]]) -> set[str]:
+    return {h["handle"]["id"] for h in handles if h["kind"] != "deployment"}
+
+
+def test_delete_artifacts_tries_every_handle_then_names_those_left(
+    runner: StepRunner, state: StateStore, data_dir: Path
+) -> None:
+    done = drive(runner, create_job(state, llm_config(["a"])).id)
+    handles = recorded_handles(done.state)
+    job_dir = data_dir / "jobs" / done.id
+    platform = FaultyPlatform(data_dir / "fake_platform.db")
+    platform.fail_next("delete_datasets", times=1)
+    with pytest.raises(ArtifactsUnavailable, match="503") as caught:
+        delete_artifacts(platform, handles, job_dir)
+    assert [h["kind"] for h in caught.value.left] == ["datasets"]
+    assert caught.value.errors == []
+    others = _artifact_ids([h for h in handles if h["kind"] != "datasets"])
+    assert others <= _deleted(platform)  # the outage of one delete did not stop the others
+    assert job_dir.exists()  # kept until nothing is left to retry
+    assert delete_artifacts(platform, caught.value.left, job_dir) == []
+    assert _artifact_ids(handles) <= _deleted(platform)
+    assert not job_dir.exists()
+
+
+def test_delete_task_retries_through_an_outage_until_everything_is_deleted(
+    runner: StepRunner, state: StateStore, data_dir: Path, worker: FaultyPlatform
+) -> None:
+    done = drive(runner, create_job(state, llm_config(["a"])).id)
+    handles = recorded_handles(done.state)
+    worker.fail_next("delete_customization", times=2)  # unavailable twice, then fine
+    with capture_logs() as logs:
+        tasks.delete_job_artifacts.apply(args=(done.id, handles))  # retries run eagerly
+    retries = [e for e in logs if e["event"] == "artifacts_delete_retry"]
+    assert [e["left"] for e in retries] == [1, 1]  # each retry redoes only what is left
+    assert len(worker.fault_hits()) == 2
+    assert _artifact_ids(handles) <= _deleted(worker)
+    assert not (data_dir / "jobs" / done.id).exists()
+    assert not any(e["log_level"] == "error" for e in logs)
+    assert not (data_dir / ARTIFACTS_LEFT_DIR).exists()
+
+
+def test_delete_task_out_of_retries_leaves_a_durable_trace(
+    runner: StepRunner, state: StateStore, data_dir: Path, worker: FaultyPlatform
+) -> None:
+    done = drive(runner, create_job(state, llm_config(["a"], customize=False)).id)
+    handles = recorded_handles(done.state)
+    (datasets,) = [h for h in handles if h["kind"] == "datasets"]
+    worker.fail_next("delete_datasets", times=1000)
+    with capture_logs() as logs:
+        tasks.delete_job_artifacts.apply(args=(done.id, handles))
+    assert len(worker.fault_hits()) == tasks.ARTIFACT_DELETE_RETRIES + 1
+    (left,) = [e for e in logs if e["event"] == "artifacts_left"]
+    assert left["log_level"] == "error"
+    assert (left["job_id"], left["handles"]) == (done.id, [datasets])
+    record = orjson.loads((data_dir / ARTIFACTS_LEFT_DIR / f"{done.id}.json").read_bytes())
+    assert (record["job_id"], record["handles"]) == (done.id, [datasets])
+    assert "503" in record["errors"][0]
+    assert _artifact_ids([h for h in handles if h["kind"] != "datasets"]) <= _deleted(worker)
+
+
+# -- per-stage timeouts and cancelling a queued candidate -------------------------------------
+
+
+def test_work_timeouts_cancel_the_platform_work_and_name_the_setting(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(durations={"deployment": 0.0, "evaluation": 60.0, "customization": 60.0})
+    timeouts = StageTimeouts(evaluation=1, customization=1)
+    done = drive(runner, create_job(state, llm_config(["a"]), timeouts=timeouts).id)
+    work = done.state["candidates"]["a"]["work"]
+    for item in ("base", "icl"):
+        assert work[item]["status"] == engine.W_FAILED
+        assert work[item]["error"] == f"{item} evaluation timed out after 1 s (timeouts.evaluation)"
+    assert work["customize"]["status"] == engine.W_FAILED
+    assert (
+        work["customize"]["error"] == "customization timed out after 1 s (timeouts.customization)"
+    )
+    assert work["customized"]["status"] == engine.W_SKIPPED  # never started
+    running = {(w["kind"], w["item"]): w for w in platform.ledger() if w["kind"] != "datasets"}
+    for key in [("evaluation", "base"), ("evaluation", "icl"), ("customization", "customize")]:
+        assert running[key]["cancelled_at"] is not None, key  # stopped on the platform
+    assert ("evaluation", "customized") not in running
+    stopped = sorted((s["kind"], s["item"]) for s in done.state["stopped"])
+    assert stopped == [
+        ("customization", "customize"),
+        ("evaluation", "base"),
+        ("evaluation", "icl"),
+    ]
+    assert done.status is JobStatus.failed
+    assert "timed out after 1 s" in (done.error or "")
+    assert platform.live() == []
+
+
+def test_deployment_timeout_shuts_the_deployment_down(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> None:
+    platform.set_script(durations={"deployment": 60.0, "evaluation": 0.0, "customization": 0.0})
+    timeouts = StageTimeouts(deployment=1)
+    done = drive(runner, create_job(state, llm_config(["a"]), timeouts=timeouts).id)
+    cand = done.state["candidates"]["a"]
+    assert cand["status"] == engine.FAILED
+    assert cand["error"] == "deployment not ready after 1 s (timeouts.deployment)"
+    assert {w["status"] for w in cand["work"].values()} == {engine.W_SKIPPED}
+    (deployment,) = [w for w in platform.ledger() if w["kind"] == "deployment"]
+    assert deployment["shut_down_at"] is not None
+    assert platform.live() == []
+    assert runner.s.capacity.leases() == {}
+
+
+def test_cancelling_a_candidate_queued_for_gpus_starts_nothing_and_holds_nothing(
+    state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
+) -> None:
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
+    )
+    services.capacity.acquire("someone/else", 1, 1)
+    runner = StepRunner(services)
+    job = create_job(state, llm_config(["a"]))
+    _until(
+        runner,
+        job.id,
+        lambda j: j.state.get("candidates", {}).get("a", {}).get("status") == engine.QUEUED,
+    )
+    state.update_job(job.id, {"status": JobStatus.cancelling})
+    done = drive(runner, job.id)
+    assert done.status is JobStatus.cancelled
+    assert [w["kind"] for w in platform.ledger()] == ["datasets"]  # no deployment started
+    assert done.state["stopped"] == []
+    assert not done.state["candidates"]["a"]["lease"]
+    assert services.capacity.leases() == {"someone/else": 1}  # the job holds no GPU
+    assert state.list_candidate_runs(job.id)[0].status == "cancelled"
+    # The freed place is really free: once the other holder leaves, the whole budget is there.
+    services.capacity.release("someone/else")
+    assert services.capacity.acquire("next/job", 1, 1).granted

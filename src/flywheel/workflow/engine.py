@@ -318,7 +318,8 @@ def decide(job: Job, *, now_ms: int, timing: Timing, task_id: str | None = None)
             return Decision(
                 Action(
                     Kind.fail_datasets,
-                    reason=f"datasets stage timed out after {config.timeouts.datasets} s",
+                    reason=f"datasets stage timed out after {config.timeouts.datasets} s "
+                    "(timeouts.datasets)",
                 )
             )
         return Decision(Action(Kind.build_datasets))
@@ -348,7 +349,9 @@ def _decide_judge(
     # starting
     deadline = judge["started_at"] + config.timeouts.deployment * 1000
     if now_ms > deadline:
-        reason = f"judge deployment not ready after {config.timeouts.deployment} s"
+        reason = (
+            f"judge deployment not ready after {config.timeouts.deployment} s (timeouts.deployment)"
+        )
         return Decision(Action(Kind.fail_judge, reason=reason))
     due = int(judge["next_poll_at"])
     if due > now_ms:
@@ -417,7 +420,8 @@ def _candidate_actions(
                 Action(
                     Kind.expire,
                     name,
-                    reason=f"deployment not ready after {config.timeouts.deployment} s",
+                    reason=f"deployment not ready after {config.timeouts.deployment} s "
+                    "(timeouts.deployment)",
                 ),
                 deadline + 1,
             )
@@ -443,13 +447,13 @@ def _candidate_actions(
             else:
                 yield 2, Action(Kind.start_evaluation, name, item), 0
         elif w["status"] == W_RUNNING:
-            seconds = (
-                config.timeouts.customization if item == CUSTOMIZE else config.timeouts.evaluation
-            )
+            setting = "customization" if item == CUSTOMIZE else "evaluation"
+            seconds = getattr(config.timeouts, setting)
             what = "customization" if item == CUSTOMIZE else f"{item} evaluation"
+            reason = f"{what} timed out after {seconds} s (timeouts.{setting})"
             yield (
                 1,
-                Action(Kind.expire, name, item, reason=f"{what} timed out after {seconds} s"),
+                Action(Kind.expire, name, item, reason=reason),
                 w["started_at"] + seconds * 1000 + 1,
             )
             kind = Kind.poll_customization if item == CUSTOMIZE else Kind.poll_evaluation

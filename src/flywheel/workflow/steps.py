@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from flywheel.config.schema import CandidateModel, JobConfig
@@ -897,28 +898,9 @@ class StepRunner:
         reason = action.reason or "failed"
 
         def mutate(st: State) -> None:
-            at = self.s.clock()
-            st["claim"] = None  # a claim left by a dead step: nothing will commit it now
-            st.setdefault("stopped", []).extend(stopped)
-            if st.get("judge"):
-                j = st["judge"]
-                j["lease"] = False
-                if j["handle"] is not None:
-                    j.update(status=judge.J_SHUT_DOWN, shut_down_at=at)
-            for c in st.get("candidates", {}).values():
-                if c["deployment"]["handle"] is not None:
-                    c["deployment"]["status"] = "shut_down"
-                c["lease"] = False
-                for w in c["work"].values():
-                    if w["status"] in (engine.W_RUNNING, engine.W_WAITING):
-                        w.update(status=engine.W_CANCELLED, finished_at=at)
-                if c["status"] not in engine.CANDIDATE_ENDED:
-                    c["status"] = engine.CANCELLED if cancelled else engine.FAILED
-                    c["finished_at"] = at
-                    if not cancelled:
-                        c["error"] = c["error"] or f"job failed: {reason}"
+            mark_stopped(st, stopped, at=self.s.clock(), cancelled=cancelled, reason=reason)
 
-        summary = _stop_summary(stopped)
+        summary = stop_summary(stopped)
         warnings = [*job.warnings]
         if stopped:
             warnings.append(f"stopped on {'cancel' if cancelled else 'failure'}: {summary}")
@@ -1147,31 +1129,169 @@ def project_candidate(cand: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class ArtifactsUnavailable(PlatformUnavailable):
+    """The platform did not answer for some artifacts of a deleted job: retry those.
+
+    Raised by :func:`delete_artifacts` only after every handle was attempted, so a retry
+    with :attr:`left` redoes only what is left (every delete is idempotent: one that already
+    took effect is success).
+    """
+
+    def __init__(self, message: str, left: list[dict[str, Any]], errors: list[str]) -> None:
+        """``left``: the handles to retry; ``errors``: permanent failures (not retried)."""
+        super().__init__(message)
+        self.left = left
+        self.errors = errors
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery may pickle the exception of a retried task: keep every field.
+        return (type(self), (str(self), self.left, self.errors))
+
+
 def delete_artifacts(
     platform: ModelPlatform, handles: Iterable[Mapping[str, Any]], job_dir: Path | None
 ) -> list[str]:
     """Remove everything a finished job left: platform datasets, evaluations, customizations.
 
     Deployments are shut down again (idempotent) in case one was left behind. Returns the
-    errors (each names the handle); an empty list means everything is gone.
+    permanent errors (each names the handle); an empty list means everything is gone. The
+    job's local files are removed once no handle is left to retry.
+
+    Raises:
+        ArtifactsUnavailable: the platform was unavailable for some handles (the others were
+            deleted); retry with its ``left`` handles.
     """
     errors: list[str] = []
+    left: list[dict[str, Any]] = []
+    unavailable: list[str] = []
     for entry in handles:
         kind, handle = entry["kind"], entry["handle"]
         try:
-            if kind == "datasets":
-                platform.delete_datasets(handle)
-            elif kind == "evaluation":
-                platform.delete_evaluation(handle)
-            elif kind == "customization":
-                platform.delete_customization(handle)
-            elif kind in ("deployment", "judge"):
-                platform.shutdown_deployment(handle)
+            _delete_one(platform, kind, handle)
+        except PlatformUnavailable as exc:
+            left.append(dict(entry))
+            unavailable.append(f"{kind} {handle}: {_describe(exc)}")
         except Exception as exc:
             errors.append(f"{kind} {handle}: {_describe(exc)}")
+    if left:
+        raise ArtifactsUnavailable(
+            f"the platform was unavailable while deleting {len(left)} artifact(s): "
+            + "; ".join(unavailable),
+            left,
+            errors,
+        )
     if job_dir is not None and job_dir.exists():
         shutil.rmtree(job_dir, ignore_errors=True)
     return errors
+
+
+ARTIFACTS_LEFT_DIR = "artifacts_left"
+"""Under the data dir: one JSON file per deleted job whose artifacts could not be deleted."""
+
+
+def record_artifacts_left(
+    data_dir: Path, *, job_id: str, handles: list[dict[str, Any]], errors: list[str]
+) -> Path:
+    """Add what a deleted job left on the platform to ``<data_dir>/artifacts_left/<job_id>.json``.
+
+    The job document is gone by then, so this file is what names the leftovers once logs
+    have rotated; repeated records for one job accumulate. Returns the file's path.
+    """
+    path = data_dir / ARTIFACTS_LEFT_DIR / f"{job_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"job_id": job_id, "handles": [], "errors": []}
+    if path.exists():
+        record = orjson.loads(path.read_bytes())
+    record["handles"] += handles
+    record["errors"] += errors
+    record["updated_at"] = _iso(now_ms())
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    tmp.replace(path)
+    return path
+
+
+def _delete_one(platform: ModelPlatform, kind: str, handle: Handle) -> None:
+    if kind == "datasets":
+        platform.delete_datasets(handle)
+    elif kind == "evaluation":
+        platform.delete_evaluation(handle)
+    elif kind == "customization":
+        platform.delete_customization(handle)
+    elif kind in ("deployment", "judge"):
+        platform.shutdown_deployment(handle)
+
+
+@dataclass
+class StopOutcome:
+    """What :func:`stop_recorded_work` did."""
+
+    stopped: list[dict[str, Any]] = field(default_factory=list)
+    """``state.stopped`` entries of the handles stopped."""
+    failed: list[str] = field(default_factory=list)
+    """Permanent failures, each naming its handle (retrying would not help)."""
+    unreachable: list[str] = field(default_factory=list)
+    """Handles the platform did not answer for (``PlatformUnavailable``): try again later."""
+
+
+def stop_recorded_work(
+    platform: ModelPlatform, state: Mapping[str, Any], *, reason: str
+) -> StopOutcome:
+    """Stop every recorded handle of a job, unconditionally (each stop is idempotent).
+
+    For the sweeper's last-resort failure of a job whose own steps never run: it cannot
+    trust the state's statuses, so it stops everything the state names, each handle
+    attempted whatever happened to the others.
+    """
+    outcome = StopOutcome()
+    for kind, name, item, handle in iter_handles(state):
+        if kind == "datasets":
+            continue
+        label = handle_label(kind, name, item)
+        try:
+            if kind in ("deployment", "judge"):
+                platform.shutdown_deployment(handle)
+            elif kind == "customization":
+                platform.cancel_customization(handle)
+            else:
+                platform.cancel_evaluation(handle)
+        except PlatformUnavailable as exc:
+            outcome.unreachable.append(f"{label}: {_describe(exc)}")
+            continue
+        except Exception as exc:
+            outcome.failed.append(f"{label}: {_describe(exc)}")
+            continue
+        outcome.stopped.append(_stopped(kind, name, item, handle, reason))
+    return outcome
+
+
+def mark_stopped(
+    st: State, stopped: list[dict[str, Any]], *, at: int, cancelled: bool, reason: str
+) -> None:
+    """Write into a job's state that all its work was stopped and its leases released.
+
+    Shared by ``stop_all`` and the sweeper's last-resort failure, so that both leave the
+    same state: every candidate ended, nothing running, no lease held, ``stopped`` listed.
+    """
+    st["claim"] = None  # a claim left by a dead step: nothing will commit it now
+    st.setdefault("stopped", []).extend(stopped)
+    if st.get("judge"):
+        j = st["judge"]
+        j["lease"] = False
+        if j["handle"] is not None:
+            j.update(status=judge.J_SHUT_DOWN, shut_down_at=at)
+    for c in st.get("candidates", {}).values():
+        if c["deployment"]["handle"] is not None:
+            c["deployment"]["status"] = "shut_down"
+        c["lease"] = False
+        for w in c["work"].values():
+            if w["status"] in (engine.W_RUNNING, engine.W_WAITING):
+                w.update(status=engine.W_CANCELLED, finished_at=at)
+        if c["status"] not in engine.CANDIDATE_ENDED:
+            c["status"] = engine.CANCELLED if cancelled else engine.FAILED
+            c["finished_at"] = at
+            if not cancelled:
+                c["error"] = c["error"] or f"job failed: {reason}"
 
 
 def recorded_handles(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -1246,7 +1366,13 @@ def _stopped(kind: str, name: str, item: str | None, handle: Any, reason: str) -
     }
 
 
-def _stop_summary(stopped: list[dict[str, Any]]) -> str:
+def handle_label(kind: str, name: str, item: str | None) -> str:
+    """``"deployment a"``, ``"evaluation a/base"``, ``"judge"``: a handle named for people."""
+    return " ".join([kind, "/".join(x for x in (name, item) if x)]).strip()
+
+
+def stop_summary(stopped: list[dict[str, Any]]) -> str:
+    """``"1 deployment(s), 2 evaluation(s)"``: what a list of ``state.stopped`` entries stopped."""
     counts: dict[str, int] = {}
     for s in stopped:
         counts[s["kind"]] = counts.get(s["kind"], 0) + 1

@@ -7,13 +7,17 @@ concurrent sweeps is harmless, every effect is idempotent or compare-and-set):
   enqueued again (the lost message, the killed worker, the broker that was down);
 * a running job that made no progress for longer than its current stage's timeout plus
   ``stuck_grace_s`` is aborted with a reason: its next step stops its platform work and
-  fails it; if even that never runs, the next sweep fails it directly, naming what it may
-  have left running (and enqueues it once more, so its completion webhook is sent);
-* GPU leases whose job ended or vanished are released.
+  fails it; if even that never runs, a later sweep stops the work itself (every recorded
+  handle, then ``platform.release_job``) and fails the job, naming what it stopped (and
+  enqueues it once more, so its completion webhook is sent). While the platform cannot be
+  reached the job is left as it is, GPU leases included, and the next sweep tries again:
+  freeing the leases of deployments that may still run would over-commit the GPU budget;
+* GPU leases whose job ended or vanished are released (after the stops above).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +26,18 @@ import structlog
 
 from flywheel.config.schema import JobConfig
 from flywheel.domain.jobs import TERMINAL_STATUSES, Job, JobId, JobStatus, utcnow
-from flywheel.errors import Conflict, NotFound
+from flywheel.errors import Conflict, NotFound, PlatformError, PlatformUnavailable, StoreUnavailable
+from flywheel.platforms.base import ModelPlatform
 from flywheel.stores.base import StateStore
 from flywheel.workflow.capacity import CapacityLedger
-from flywheel.workflow.engine import iter_handles, stage_name
+from flywheel.workflow.engine import stage_name
 from flywheel.workflow.options import WorkflowOptions
+from flywheel.workflow.steps import (
+    handle_label,
+    mark_stopped,
+    project_candidate,
+    stop_recorded_work,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +50,16 @@ class SweepReport:
     aborted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+    """Jobs to fail whose platform work could not be stopped (platform unavailable): the
+    next sweep tries again; their leases are kept meanwhile."""
 
     @property
     def touched(self) -> bool:
         """True when the sweep changed or enqueued anything."""
-        return bool(self.enqueued or self.aborted or self.failed or self.released)
+        return bool(
+            self.enqueued or self.aborted or self.failed or self.released or self.unreachable
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """For logging."""
@@ -52,6 +68,7 @@ class SweepReport:
             "aborted": self.aborted,
             "failed": self.failed,
             "released": self.released,
+            "unreachable": self.unreachable,
         }
 
 
@@ -88,6 +105,7 @@ def sweep(
     *,
     state: StateStore,
     capacity: CapacityLedger,
+    platform: ModelPlatform,
     options: WorkflowOptions,
     enqueue: Callable[[JobId], None],
     now_ms: int,
@@ -96,7 +114,7 @@ def sweep(
     report = SweepReport()
     for job in _active_jobs(state):
         try:
-            _sweep_job(state, job, options, enqueue, now_ms, report)
+            _sweep_job(state, platform, job, options, enqueue, now_ms, report)
         except Exception as exc:  # one broken job must not stop the sweep of the others
             log.warning("sweep_job_failed", job_id=job.id, error=str(exc), exc_info=True)
     _release_orphan_leases(state, capacity, report)
@@ -105,6 +123,7 @@ def sweep(
 
 def _sweep_job(
     state: StateStore,
+    platform: ModelPlatform,
     job: Job,
     options: WorkflowOptions,
     enqueue: Callable[[JobId], None],
@@ -121,7 +140,7 @@ def _sweep_job(
         abort_at = job.state.get("abort_at")
         try:
             if isinstance(abort_at, int) and now_ms - abort_at > grace_ms:
-                _fail(state, job, report)
+                _fail(state, platform, job, now_ms, report)
                 # Fall through: the step that finds it ended sends its completion webhook.
             if abort_at is None and idle > limit:
                 _abort(state, job, idle, now_ms, report)
@@ -144,21 +163,72 @@ def _abort(state: StateStore, job: Job, idle_ms: int, now_ms: int, report: Sweep
     report.aborted.append(job.id)
 
 
-def _fail(state: StateStore, job: Job, report: SweepReport) -> None:
-    left = sorted(
-        f"{kind} {name} {item or ''}".strip() for kind, name, item, _ in iter_handles(job.state)
+def _fail(
+    state: StateStore, platform: ModelPlatform, job: Job, now_ms: int, report: SweepReport
+) -> None:
+    """Fail a job whose abort never ran, after stopping its platform work ourselves.
+
+    A platform that cannot be reached leaves the job running (its leases held) with the
+    attempt recorded in ``state.abort_cleanup``; the next sweep tries again.
+    """
+    reason = str(job.state.get("abort") or "aborted by the sweep")
+    outcome = stop_recorded_work(platform, job.state, reason=reason)
+    leftovers: list[str] = []
+    try:
+        if not outcome.unreachable:  # else the next sweep asks, once it answers again
+            leftovers = platform.release_job(job.id)
+    except PlatformUnavailable as exc:
+        outcome.unreachable.append(f"release_job: {exc}")
+    except PlatformError as exc:
+        outcome.failed.append(f"release_job: {exc}")
+    if outcome.unreachable:
+        _note_unreachable(state, job, outcome.unreachable, now_ms)
+        report.unreachable.append(job.id)
+        return
+    stopped = [handle_label(s["kind"], s["candidate"], s["item"]) for s in outcome.stopped]
+    error = f"{reason}; its steps never ran, so the sweep stopped its platform work: " + (
+        ", ".join(stopped) or "nothing was recorded"
     )
-    state.update_job(
+    if leftovers:
+        error += f"; and work whose start answer was lost: {', '.join(leftovers)}"
+    if outcome.failed:
+        error += f"; could not stop, may still be running: {'; '.join(outcome.failed)}"
+    new_state = copy.deepcopy(job.state)
+    mark_stopped(new_state, outcome.stopped, at=now_ms, cancelled=False, reason=reason)
+    failed = state.update_job(
         job.id,
         {
             "status": JobStatus.failed,
             "finished_at": utcnow(),
-            "error": f"{job.state.get('abort')}; cleanup never ran, platform work may remain: "
-            f"{left}",
+            "error": error,
+            "stage": JobStatus.failed.value,
+            "state": new_state,
         },
         expect_version=job.version,
     )
     report.failed.append(job.id)
+    _project(state, failed)
+
+
+def _note_unreachable(state: StateStore, job: Job, unreachable: list[str], now_ms: int) -> None:
+    previous = job.state.get("abort_cleanup") or {}
+    attempts = int(previous.get("attempts") or 0) + 1
+    log.warning(
+        "sweep_cleanup_unreachable", job_id=job.id, attempt=attempts, unreachable=unreachable
+    )
+    note = {"attempts": attempts, "at": now_ms, "unreachable": unreachable}
+    state.update_job(
+        job.id, {"state": {**job.state, "abort_cleanup": note}}, expect_version=job.version
+    )
+
+
+def _project(state: StateStore, job: Job) -> None:
+    """Show the candidates' final state on their CandidateRun documents (best effort)."""
+    for name, cand in (job.state.get("candidates") or {}).items():
+        try:
+            state.update_candidate_run(job.id, name, project_candidate(cand))
+        except (NotFound, Conflict, StoreUnavailable) as exc:
+            log.warning("sweep_projection_failed", job_id=job.id, candidate=name, error=str(exc))
 
 
 def _release_orphan_leases(

@@ -7,6 +7,12 @@ Arguments are ids only (``delete_artifacts`` also takes the platform handles, be
 job document is deleted right after the request). Every task is idempotent and
 acknowledged late; nothing here waits on another task.
 
+``delete_artifacts`` rides out a platform outage: each retry (``retry_backoff_s`` doubling
+up to ``ARTIFACT_RETRY_MAX_BACKOFF_S``, at most ``ARTIFACT_DELETE_RETRIES`` times) carries
+only the handles still left. Past that, what is left is logged at error level
+(``artifacts_left``) and written to ``$FLYWHEEL_DATA_DIR/artifacts_left/<job_id>.json``,
+since the job document that named them is gone.
+
 A state store that does not answer (``StoreUnavailable``) is ridden out by retrying the
 task itself with capped exponential backoff (``FLYWHEEL_WORKFLOW_STORE_RETRY_BACKOFF_S``
 doubling up to ``STORE_RETRY_MAX_BACKOFF_S``) until the delays add up to
@@ -16,6 +22,7 @@ return instead of waiting for the recovery sweep, which remains the net for long
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,7 @@ from celery import Task
 from celery.exceptions import Retry
 
 from flywheel.domain.jobs import JobId
-from flywheel.errors import PlatformUnavailable, StoreUnavailable
+from flywheel.errors import StoreUnavailable
 from flywheel.settings import get_settings
 from flywheel.workflow import runtime
 from flywheel.workflow.celery_app import (
@@ -35,7 +42,12 @@ from flywheel.workflow.celery_app import (
     app,
 )
 from flywheel.workflow.notify import notify as notify_once
-from flywheel.workflow.steps import Next, delete_artifacts
+from flywheel.workflow.steps import (
+    ArtifactsUnavailable,
+    Next,
+    delete_artifacts,
+    record_artifacts_left,
+)
 from flywheel.workflow.sweeper import sweep as sweep_once
 
 log = structlog.get_logger(__name__)
@@ -51,6 +63,11 @@ _AT_LEAST_ONCE: dict[str, object] = {
     "retry_backoff": True,
     "max_retries": 5,
 }
+
+ARTIFACT_DELETE_RETRIES = 8
+"""Retries of ``delete_artifacts`` through a platform outage (about 8.5 minutes by default)."""
+ARTIFACT_RETRY_MAX_BACKOFF_S = 300.0
+"""Longest delay between two of those retries."""
 
 
 def _ride_out(task: Task, exc: StoreUnavailable) -> Retry:
@@ -101,6 +118,7 @@ def sweep() -> None:
     report = sweep_once(
         state=services.state,
         capacity=services.capacity,
+        platform=services.platform,
         options=services.options,
         enqueue=lambda job_id: schedule(job_id, Next(0.0)),
         now_ms=services.clock(),
@@ -110,15 +128,58 @@ def sweep() -> None:
 
 
 @app.task(  # type: ignore[untyped-decorator]
-    name=DELETE_ARTIFACTS_TASK, autoretry_for=(PlatformUnavailable,), **_AT_LEAST_ONCE
+    name=DELETE_ARTIFACTS_TASK, **{**_AT_LEAST_ONCE, "max_retries": ARTIFACT_DELETE_RETRIES}
 )
 def delete_job_artifacts(self: Task, job_id: str, handles: list[dict[str, Any]]) -> None:
     """Remove a deleted job's platform artifacts and local files."""
     services = runtime.services()
     job_dir: Path = services.data_dir / "jobs" / job_id
-    errors = delete_artifacts(services.platform, handles, job_dir)
-    if errors:
-        log.warning("artifacts_left", job_id=job_id, errors=errors)
+    with structlog.contextvars.bound_contextvars(job_id=job_id, task_id=self.request.id):
+        left: list[dict[str, Any]] = []
+        try:
+            errors = delete_artifacts(services.platform, handles, job_dir)
+        except ArtifactsUnavailable as exc:
+            if int(self.request.retries) < int(self.max_retries):
+                # Permanent failures are not retried: report them now, retry the rest.
+                _report_left(services.data_dir, job_id, [], exc.errors)
+                raise _retry_deletion(self, job_id, exc) from exc
+            shutil.rmtree(job_dir, ignore_errors=True)  # the platform's part is what is left
+            errors, left = [*exc.errors, str(exc)], exc.left
+        _report_left(services.data_dir, job_id, left, errors)
+
+
+def _report_left(
+    data_dir: Path, job_id: str, handles: list[dict[str, Any]], errors: list[str]
+) -> None:
+    """Leave a trace that outlives the deleted job document: an error log and a file."""
+    if not errors:
+        return
+    where = record_artifacts_left(data_dir, job_id=job_id, handles=handles, errors=errors)
+    log.error(
+        "artifacts_left",
+        job_id=job_id,
+        handles=handles,
+        errors=errors,
+        record=str(where),
+        fix="delete them on the platform by hand (each is tagged with the job id)",
+    )
+
+
+def _retry_deletion(task: Task, job_id: str, exc: ArtifactsUnavailable) -> Retry:
+    """Retry ``delete_artifacts`` with only the handles left, after a doubling backoff."""
+    retries = int(task.request.retries)
+    delay = min(
+        runtime.options().retry_backoff_s * 2 ** min(retries, 30), ARTIFACT_RETRY_MAX_BACKOFF_S
+    )
+    log.warning(
+        "artifacts_delete_retry",
+        retry=retries + 1,
+        countdown_s=delay,
+        left=len(exc.left),
+        error=str(exc),
+    )
+    retry: Retry = task.retry(args=(job_id, exc.left), exc=exc, countdown=delay)
+    return retry
 
 
 @app.task(name=NOTIFY_TASK, **_AT_LEAST_ONCE)  # type: ignore[untyped-decorator]
