@@ -4,7 +4,9 @@ One engine serves every way in: ``flywheel logs load`` streams a file through
 :func:`ingest_lines`, ``POST /api/logs`` hands its body to :func:`ingest_payload`, and the
 application logger posts NDJSON to that endpoint (or writes to a store directly). A bad
 record never costs the good ones around it: each is validated on its own and rejected with
-its line or index, the field and the reason, while valid records are written in batches.
+its line or index, the field and the reason, while valid records are written in batches; a
+record the store itself refuses (say, an Elasticsearch index whose mapping predates a field)
+is reported the same way, and the records around it are still written.
 
 Memory stays bounded by ``batch_size`` records and ``max_line_bytes`` per line, never by the
 size of the input: :func:`iter_lines` reads a file line by line and cuts an oversized line
@@ -23,7 +25,6 @@ from typing import Any, Protocol
 import orjson
 
 from flywheel.domain.log_validation import Accepted, RecordError, validate_log_record
-from flywheel.domain.logs import ChatLog, RetrievalLog
 from flywheel.errors import FlywheelError, ValidationFailed
 from flywheel.stores.base import LogStore
 
@@ -99,13 +100,25 @@ class IngestReport:
 
     def add_accepted(self, result: Accepted) -> None:
         """Count an accepted record and what was normalised on it."""
+        self._tally(result, +1)
+
+    def retract_accepted(self, result: Accepted) -> None:
+        """Undo :meth:`add_accepted` for a record the store then refused.
+
+        The caller counts the refusal with :meth:`add_error`, so ``seen`` stays the same and
+        the per-kind and per-workload counts only ever describe records that were kept.
+        """
+        self._tally(result, -1)
+
+    def _tally(self, result: Accepted, step: int) -> None:
         record = result.record
-        self.accepted += 1
-        self.kinds[record.kind.value] += 1
-        self.workloads[(record.client_id, record.workload_id)] += 1
-        self.timestamp_formats[result.timestamp_format.value] += 1
-        self.ids_overridden += result.ids_overridden
-        self.ignored_fields.update(result.ignored_fields)
+        self.accepted += step
+        self.ids_overridden += step * result.ids_overridden
+        _bump(self.kinds, record.kind.value, step)
+        _bump(self.workloads, (record.client_id, record.workload_id), step)
+        _bump(self.timestamp_formats, result.timestamp_format.value, step)
+        for name in result.ignored_fields:
+            _bump(self.ignored_fields, name, step)
 
     def normalisation_notes(self) -> list[str]:
         """Sentences telling the user what was converted or dropped."""
@@ -155,6 +168,22 @@ class IngestReport:
         }
 
 
+def _bump(counter: Counter[Any], key: object, step: int) -> None:
+    """Add ``step`` to a count, dropping keys that fall to zero (they would show as 0s)."""
+    counter[key] += step
+    if counter[key] <= 0:
+        del counter[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An accepted record waiting in the batch, with where it came from in the input."""
+
+    result: Accepted
+    index: int
+    line: int | None
+
+
 class _Ingestor:
     """Validates records one by one and writes accepted ones in batches."""
 
@@ -176,7 +205,7 @@ class _Ingestor:
         self.batch_size = batch_size
         self.now_ms = now_ms
         self.report = report
-        self.batch: list[ChatLog | RetrievalLog] = []
+        self.batch: list[_Pending] = []
 
     def add(self, raw: object, *, index: int, line: int | None) -> None:
         result = validate_log_record(
@@ -191,7 +220,7 @@ class _Ingestor:
             self.report.add_error(result)
             return
         self.report.add_accepted(result)
-        self.batch.append(result.record)
+        self.batch.append(_Pending(result, index, line))
         if len(self.batch) >= self.batch_size:
             self.flush()
 
@@ -199,9 +228,53 @@ class _Ingestor:
         self.report.add_error(RecordError(index=index, line=line, field="", reason=reason))
 
     def flush(self) -> None:
-        if self.batch:
-            self.report.written += self.store.write(self.batch)
-            self.batch = []
+        """Write the batch; records the store refuses become per-record errors.
+
+        A store that refuses part of a batch (Elasticsearch: a mapping conflict) raises
+        ValidationFailed naming the refused positions and has written the rest, so the load
+        goes on with the next batch. StoreUnavailable (nothing can be written now) and a
+        refusal that names no position propagate: the caller retries or reports the outage.
+        """
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        try:
+            self.report.written += self.store.write([p.result.record for p in batch])
+        except ValidationFailed as exc:
+            refused = _refused_positions(exc, len(batch))
+            if refused is None:
+                raise
+            for position, (field_name, reason) in sorted(refused.items()):
+                pending = batch[position]
+                self.report.retract_accepted(pending.result)
+                self.report.add_error(
+                    RecordError(
+                        index=pending.index,
+                        line=pending.line,
+                        field=field_name,
+                        reason=f"the log store refused it: {reason}",
+                    )
+                )
+            self.report.written += len(batch) - len(refused)
+
+
+def _refused_positions(exc: ValidationFailed, size: int) -> dict[int, tuple[str, str]] | None:
+    """Map a partial write refusal to ``{position: (field, reason)}``.
+
+    Stores locate each refused record as ``loc = ["records", position, field?]`` (see
+    :meth:`flywheel.stores.logs_elastic.ElasticLogStore.write`). None when any error lacks
+    such a position: then it is unknown which records were written, and the error stands.
+    """
+    refused: dict[int, tuple[str, str]] = {}
+    for error in exc.errors:
+        loc = error.get("loc") or []
+        if len(loc) < 2 or loc[0] != "records" or not isinstance(loc[1], int):
+            return None
+        if not 0 <= loc[1] < size:
+            return None
+        field_name = ".".join(str(part) for part in loc[2:])
+        refused[loc[1]] = (field_name, str(error.get("msg", exc)))
+    return refused or None
 
 
 def iter_lines(
@@ -239,8 +312,10 @@ def ingest_lines(
     """Validate and store NDJSON lines, streaming; return the report.
 
     ``client_id`` / ``workload_id`` override every record's ids. ``on_progress`` gets the
-    live report every thousand lines and at the end; pass your own ``report`` to keep the
-    counts if the store fails mid-way (the store's error propagates).
+    live report every thousand lines and at the end. Records the store refuses (a mapping
+    conflict) are reported like invalid ones and the load goes on; when the store is
+    unavailable its StoreUnavailable propagates, so pass your own ``report`` to keep the
+    counts made before it failed.
     """
     report = report if report is not None else IngestReport()
     ingestor = _Ingestor(

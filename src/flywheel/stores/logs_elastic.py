@@ -15,6 +15,7 @@ Documents written by the reference blueprint's collectors have no ``kind``; they
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -66,6 +67,10 @@ MAPPING: dict[str, Any] = {
 _SORT = [{"timestamp": {"order": "desc"}}, {"_shard_doc": {"order": "desc"}}]
 _NEWEST = {"newest": {"max": {"field": "timestamp"}}}
 _KINDS = frozenset(kind.value for kind in LogKind)
+#: "dynamic introduction of [query] within [_doc]", "failed to parse field [timestamp] of ..."
+_FIELD_IN_REASON = re.compile(
+    r"(?:dynamic introduction of|failed to parse field) \[([^\]]+)\](?: within \[([^\]]+)\])?"
+)
 
 
 def _newer(a: float | None, b: float | None) -> float | None:
@@ -101,6 +106,18 @@ def _pair_query(
     if since_ms is not None:
         filters.append({"range": {"timestamp": {"gte": since_ms}}})
     return {"bool": {"filter": filters}}
+
+
+def _refused_field(reason: str) -> list[str]:
+    """The field an item error names (``[query]`` in a strict-mapping refusal), as a loc tail.
+
+    Elasticsearch puts the field only in the reason text; empty when it names none.
+    """
+    match = _FIELD_IN_REASON.search(reason)
+    if match is None:
+        return []
+    name, parent = match.group(1), match.group(2)
+    return [name if parent in (None, "_doc") else f"{parent}.{name}"]
 
 
 def _public_url(url: str) -> str:
@@ -200,7 +217,8 @@ class ElasticLogStore:
 
         Raises:
             ValidationFailed: Elasticsearch refused some records (the others were written);
-                ``errors`` locates them by position in ``records``.
+                each error's ``loc`` is ``["records", position, field]`` (field when ES
+                names one), so callers can map refusals back to their input.
             StoreUnavailable: Elasticsearch is unreachable or kept rejecting for load.
         """
         self._ensure_index()
@@ -243,7 +261,10 @@ class ElasticLogStore:
             raise StoreUnavailable(message)
         raise ValidationFailed(
             message,
-            [{"loc": ["records", position], "msg": reason} for position, _, reason in failed],
+            [
+                {"loc": ["records", position, *_refused_field(reason)], "msg": reason}
+                for position, _, reason in failed
+            ],
         )
 
     def count(

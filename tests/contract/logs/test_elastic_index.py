@@ -1,14 +1,22 @@
-"""What only the Elasticsearch adapter promises: its index mapping and blueprint documents."""
+"""What only the Elasticsearch adapter promises: its mapping and template, partial refusals,
+point-in-time cleanup and blueprint documents."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from flywheel.domain.logs import ChatLog, LogKind
-from flywheel.stores.logs_elastic import ElasticLogStore
+from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog
+from flywheel.errors import StoreUnavailable, ValidationFailed
+from flywheel.stores.logs_elastic import (
+    MAPPING,
+    TEMPLATE_PRIORITY,
+    ElasticLogStore,
+    _refused_field,
+)
 
 
 @pytest.fixture
@@ -56,3 +64,151 @@ def test_blueprint_documents_without_kind_read_as_chat(
         1,
         doc["timestamp"],
     )
+
+
+def _chat(i: int, workload_id: str = "router") -> ChatLog:
+    return ChatLog(
+        client_id="acme",
+        workload_id=workload_id,
+        timestamp=1_700_000_000_000 + i,
+        request={"messages": [{"role": "user", "content": f"q{i}"}]},
+        response={"choices": [{"message": {"role": "assistant", "content": f"a{i}"}}]},
+    )
+
+
+def _retrieval(i: int) -> RetrievalLog:
+    return RetrievalLog(
+        client_id="acme",
+        workload_id="kb",
+        timestamp=1_700_000_000_000 + i,
+        query=f"q{i}",
+        retrieved=[{"doc_id": "d1", "text": "t"}],
+    )
+
+
+def test_index_template_carries_the_mapping(
+    es_store: ElasticLogStore, es_admin: Elasticsearch, es_index: str
+) -> None:
+    es_store.count("acme", "router")
+
+    [entry] = es_admin.indices.get_index_template(name=f"flywheel-logs-{es_index}")[
+        "index_templates"
+    ]
+    template = entry["index_template"]
+
+    assert template["index_patterns"] == [es_index]
+    assert template["priority"] == TEMPLATE_PRIORITY
+    assert template["template"]["mappings"] == MAPPING
+
+
+def test_an_index_deleted_under_the_store_comes_back_strict(
+    es_store: ElasticLogStore, es_admin: Elasticsearch, es_index: str
+) -> None:
+    es_store.write([_chat(0)])
+    es_admin.indices.delete(index=es_index)
+
+    # The store believes the index is ready; the bulk write re-creates it from the template.
+    assert es_store.write([_chat(1)]) == 1
+
+    mapping = es_admin.indices.get_mapping(index=es_index)[es_index]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"] == MAPPING["properties"]
+    assert es_store.count("acme", "router") == 1
+
+
+def test_refused_records_are_located_and_the_others_written(
+    es_url: str, es_admin: Elasticsearch, es_index: str
+) -> None:
+    # An index made by an older, chat-only version: strict, without the retrieval fields.
+    chat_only = {
+        "dynamic": "strict",
+        "properties": {
+            name: spec
+            for name, spec in MAPPING["properties"].items()
+            if name in {"client_id", "workload_id", "kind", "timestamp", "request", "response"}
+        },
+    }
+    es_admin.indices.create(index=es_index, mappings=chat_only)
+    store = ElasticLogStore.from_url(es_url, index=es_index)
+    try:
+        with pytest.raises(ValidationFailed, match="refused 2 of 4") as caught:
+            store.write([_chat(0), _retrieval(1), _chat(2), _retrieval(3)])
+        assert store.count("acme", "router") == 2
+    finally:
+        store.close()
+    assert [e["loc"] for e in caught.value.errors] == [
+        ["records", 1, "query"],
+        ["records", 3, "query"],
+    ]
+    assert all("strict_dynamic_mapping_exception" in e["msg"] for e in caught.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "raised"),
+    [
+        ((429, 503), StoreUnavailable),
+        ((429, 400), ValidationFailed),
+        ((400,), ValidationFailed),
+    ],
+)
+def test_bulk_failures_are_transient_only_when_every_item_is(
+    es_store: ElasticLogStore, statuses: tuple[int, ...], raised: type[Exception]
+) -> None:
+    failed = [(position * 2, status, f"error {status}") for position, status in enumerate(statuses)]
+
+    with pytest.raises(raised, match=f"refused {len(statuses)} of 5") as caught:
+        es_store._raise_bulk_failures(failed, written=5 - len(statuses))
+
+    if isinstance(caught.value, ValidationFailed):
+        assert [e["loc"] for e in caught.value.errors] == [
+            ["records", position * 2] for position in range(len(statuses))
+        ]
+        assert [e["msg"] for e in caught.value.errors] == [f"error {s}" for s in statuses]
+
+
+@pytest.mark.parametrize(
+    ("reason", "loc_tail"),
+    [
+        (
+            "[1:26] mapping set to strict, dynamic introduction of [query] within [_doc] is not "
+            "allowed",
+            ["query"],
+        ),
+        ("dynamic introduction of [x] within [feedback] is not allowed", ["feedback.x"]),
+        ("failed to parse field [timestamp] of type [date] in document", ["timestamp"]),
+        ("version conflict", []),
+    ],
+)
+def test_the_refused_field_is_read_from_the_reason(reason: str, loc_tail: list[str]) -> None:
+    assert _refused_field(reason) == loc_tail
+
+
+class _PitRecordingClient(Elasticsearch):
+    """A real client that remembers the point-in-time ids it opened."""
+
+    opened: list[str]
+
+    def open_point_in_time(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open_point_in_time(*args, **kwargs)
+        self.opened.append(response["id"])
+        return response
+
+
+def test_point_in_time_is_closed_when_a_read_is_abandoned(
+    es_url: str, es_admin: Elasticsearch, es_index: str
+) -> None:
+    client = _PitRecordingClient(es_url, request_timeout=30)
+    client.opened = []
+    store = ElasticLogStore(client, index=es_index, url=es_url)
+    try:
+        store.write([_chat(i) for i in range(5)])
+        reader = store.iter_recent("acme", "router", limit=5, batch_size=2)
+        assert next(reader) == _chat(4)
+        reader.close()  # abandoned after one record: the finally block must close the PIT
+    finally:
+        store.close()
+
+    [pit_id] = client.opened
+    # Closing it again frees nothing: the store already did (an open one answers num_freed 1).
+    closed = es_admin.options(ignore_status=404).close_point_in_time(id=pit_id)
+    assert closed["num_freed"] == 0

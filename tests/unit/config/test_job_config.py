@@ -34,6 +34,24 @@ def test_val_ratio_must_be_strictly_between_zero_and_one(val_ratio: float) -> No
     assert info.value.errors()[0]["loc"] == ("val_ratio",)
 
 
+@pytest.mark.parametrize(
+    ("val_ratio", "bound"), [(0, "greater than 0"), (-0.1, "greater than 0"), (1, "less than 1")]
+)
+def test_val_ratio_message_names_the_bound_it_broke(val_ratio: float, bound: str) -> None:
+    # Through every way in: the schema, a request override, and the merged job configuration.
+    with pytest.raises(ValidationError, match=bound):
+        DataSplitConfig(val_ratio=val_ratio)
+    with pytest.raises(ValidationError, match=bound):
+        DataSplitOverrides(val_ratio=val_ratio)
+    base = load_base_config()
+    base["data_split_config"]["val_ratio"] = val_ratio
+    with pytest.raises(ValidationFailed, match=f"val_ratio.*{bound}") as info:
+        resolve_job_config(base, job_type=JobType.llm_job)
+    [error] = info.value.errors
+    assert error["loc"][-1] == "val_ratio"
+    assert bound in error["msg"]
+
+
 def test_min_total_records_must_exceed_eval_size() -> None:
     with pytest.raises(ValidationError, match=r"min_total_records \(20\) must exceed eval_size"):
         DataSplitConfig(eval_size=20, min_total_records=20)

@@ -49,6 +49,55 @@ def test_service_urls_come_from_the_documented_variables(monkeypatch: pytest.Mon
     assert "pw" not in repr(settings)
 
 
+def test_a_dotenv_file_configures_the_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear(monkeypatch)
+    monkeypatch.delenv("FLYWHEEL_AUTH_ENABLED", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# deployment settings\n"
+        "MONGODB_URL=mongodb://u:pw@db:27017/fw\n"
+        "ES_COLLECTION_NAME=from-dotenv\n"
+        f"FLYWHEEL_DATA_DIR={tmp_path / 'data'}\n"
+        "FLYWHEEL_AUTH_ENABLED=false\n"
+        "SOMETHING_ELSE=ignored\n"
+    )
+
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+    assert settings.state_store_url == "mongodb://u:pw@db:27017/fw"
+    assert settings.es_collection_name == "from-dotenv"
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.auth_enabled is False
+    assert settings.log_store_url == f"sqlite:///{tmp_path / 'data' / 'logs.db'}"
+
+
+def test_the_environment_wins_over_the_dotenv_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear(monkeypatch)
+    env_file = tmp_path / ".env"
+    env_file.write_text("ES_COLLECTION_NAME=from-dotenv\nREDIS_URL=redis://dotenv:6379/0\n")
+    monkeypatch.setenv("ES_COLLECTION_NAME", "from-env")
+
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+    assert settings.es_collection_name == "from-env"
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "redis://dotenv:6379/0"
+
+
+def test_a_bad_value_in_the_dotenv_file_stops_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear(monkeypatch)
+    env_file = tmp_path / ".env"
+    env_file.write_text("ES_COLLECTION_NAME=Not/An/Index\n")
+    with pytest.raises(ValidationError, match="not a valid Elasticsearch index name"):
+        Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize("name", ["Upper", "_x", "a b", "a/b"])
 def test_invalid_index_name_stops_start(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     _clear(monkeypatch)

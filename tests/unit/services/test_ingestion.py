@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from elasticsearch import Elasticsearch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.es_server import start_es_server
 
 from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog
 from flywheel.errors import StoreUnavailable, ValidationFailed
@@ -23,6 +27,7 @@ from flywheel.services.ingestion import (
     iter_lines,
 )
 from flywheel.stores.base import LogStore
+from flywheel.stores.logs_elastic import ElasticLogStore
 from flywheel.stores.registry import open_log_store
 
 NOW_MS = 1_750_000_000_000
@@ -328,3 +333,110 @@ def test_arbitrary_bytes_never_raise(store: LogStore, lines: list[bytes]) -> Non
     assert report.accepted + report.rejected + report.blank_lines <= len(lines)
     assert report.written == report.accepted
     assert all(e.reason for e in report.errors)
+
+
+# -- records the store refuses ----------------------------------------------------------------
+
+#: The strict mapping a chat-only version would have made: retrieval fields are unknown to it.
+_CHAT_ONLY_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "client_id": {"type": "keyword"},
+        "workload_id": {"type": "keyword"},
+        "kind": {"type": "keyword"},
+        "timestamp": {"type": "date", "format": "epoch_millis"},
+        "request": {"type": "object", "enabled": False},
+        "response": {"type": "object", "enabled": False},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """ELASTICSEARCH_URL when set, else noida-db's Elasticsearch API for this module."""
+    if url := os.environ.get("ELASTICSEARCH_URL"):
+        yield url
+        return
+    url, stop = start_es_server(tmp_path_factory.mktemp("es"))
+    yield url
+    stop()
+
+
+@pytest.fixture
+def chat_only_es_store(es_url: str) -> Iterator[ElasticLogStore]:
+    """An ES store on an index that exists already with a strict, chat-only mapping."""
+    index = f"flywheel-ingest-{uuid.uuid4().hex[:12]}"
+    admin = Elasticsearch(es_url, request_timeout=30)
+    admin.indices.create(index=index, mappings=_CHAT_ONLY_MAPPING)
+    log_store = ElasticLogStore.from_url(es_url, index=index)
+    yield log_store
+    log_store.close()
+    admin.options(ignore_status=404).indices.delete(index=index)
+    admin.options(ignore_status=404).indices.delete_index_template(name=f"flywheel-logs-{index}")
+    admin.close()
+
+
+def test_records_elasticsearch_refuses_are_reported_and_the_load_goes_on(
+    chat_only_es_store: ElasticLogStore,
+) -> None:
+    # Lines 2, 5 and 7 are valid retrieval records the old strict mapping refuses; line 4
+    # is invalid. Batches of 3 put refusals in the first, second and third batch.
+    lines = [
+        line(chat(0)),
+        line(retrieval(1)),
+        line(chat(2)),
+        b"not json\n",
+        line(retrieval(4)),
+        line(chat(5)),
+        line(retrieval(6)),
+        line(chat(7)),
+    ]
+
+    report = ingest(lines, chat_only_es_store, batch_size=3)
+
+    assert (report.accepted, report.rejected, report.written) == (4, 4, 4)
+    refused = [e for e in report.errors if e.line in (2, 5, 7)]
+    assert [(e.line, e.index, e.field) for e in refused] == [
+        (2, 1, "query"),
+        (5, 4, "query"),
+        (7, 6, "query"),
+    ]
+    assert all("strict" in e.reason and "refused" in e.reason for e in refused)
+    assert report.kinds == {"chat": 4}
+    assert dict(report.workloads) == {("aiva", "router"): 4}
+    assert chat_only_es_store.count("aiva", "router") == 4
+    assert chat_only_es_store.count("aiva", "kb") == 0
+
+
+def test_refusals_in_a_json_array_body_are_located_by_index(
+    chat_only_es_store: ElasticLogStore,
+) -> None:
+    body = orjson.dumps([chat(0), retrieval(1), chat(2)])
+
+    report = payload(body, chat_only_es_store, batch_size=2)
+
+    assert (report.accepted, report.rejected, report.written) == (2, 1, 2)
+    [error] = report.errors
+    assert (error.index, error.line, error.field) == (1, None, "query")
+    assert report.to_dict()["kinds"] == {"chat": 2}
+
+
+class _RefusingStore:
+    """A log store that refuses a batch with the errors given, writing nothing."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+
+    def write(self, records: Iterable[ChatLog | RetrievalLog]) -> int:
+        raise ValidationFailed("refused", self.errors)
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [[{"loc": ["body"], "msg": "bad"}], [{"loc": ["records", 9], "msg": "out of range"}], []],
+)
+def test_a_refusal_that_names_no_position_propagates(errors: list[dict[str, Any]]) -> None:
+    # Without positions nobody can tell which records were written: counting is guesswork.
+    refusing: Any = _RefusingStore(errors)
+    with pytest.raises(ValidationFailed, match="refused"):
+        ingest([line(chat(i)) for i in range(3)], refusing)
