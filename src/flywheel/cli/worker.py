@@ -25,14 +25,30 @@ class QueueChoice(StrEnum):
 
 
 def worker_argv(
-    *, queues: list[str], concurrency: int, beat: bool, loglevel: str, hostname: str | None
+    *,
+    queues: list[str],
+    concurrency: int,
+    beat: bool,
+    loglevel: str,
+    hostname: str | None,
+    max_tasks_per_child: int | None = None,
+    max_memory_per_child_mb: int | None = None,
 ) -> list[str]:
-    """The Celery worker command line for these choices."""
+    """The Celery worker command line for these choices.
+
+    The recycling limits are only passed when given: otherwise the worker takes them from
+    ``FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD`` / ``..._MAX_MEMORY_PER_CHILD_MB`` (app config).
+    0 turns a limit off, as Celery reads 0 as "no limit".
+    """
     argv = ["worker", "-Q", ",".join(queues), "-c", str(concurrency), "--loglevel", loglevel]
     if beat:
         argv.append("-B")
     if hostname:
         argv += ["-n", hostname]
+    if max_tasks_per_child is not None:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    if max_memory_per_child_mb is not None:
+        argv += ["--max-memory-per-child", str(max_memory_per_child_mb * 1024)]  # KiB
     return argv
 
 
@@ -48,6 +64,22 @@ def worker(
         typer.Option(help="Also run the periodic recovery sweep (safe to run on several workers)."),
     ] = True,
     hostname: Annotated[str | None, typer.Option(help="Worker name (default: Celery's).")] = None,
+    max_tasks_per_child: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Replace a pool process after this many steps (0: never; default: "
+            "FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD, 1000).",
+        ),
+    ] = None,
+    max_memory_per_child_mb: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Replace a pool process whose RSS exceeds this after a step (0: never; "
+            "default: FLYWHEEL_WORKFLOW_MAX_MEMORY_PER_CHILD_MB, 1024).",
+        ),
+    ] = None,
 ) -> None:
     """Start a worker on the configured broker and consume the workflow queues."""
     from flywheel.logging import configure_logging
@@ -69,5 +101,7 @@ def worker(
             beat=beat,
             loglevel=settings.log_level,
             hostname=hostname,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child_mb=max_memory_per_child_mb,
         )
     )

@@ -91,6 +91,9 @@ def celery_config(settings: Settings, options: WorkflowOptions) -> dict[str, Any
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # Long-lived pool processes are recycled (see WorkflowOptions): 0 means never.
+        "worker_max_tasks_per_child": options.max_tasks_per_child or None,
+        "worker_max_memory_per_child": options.max_memory_per_child_mb * 1024 or None,
         "task_default_queue": options.steps_queue,
         "task_create_missing_queues": True,
         "task_routes": {

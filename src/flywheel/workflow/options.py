@@ -93,6 +93,20 @@ class WorkflowOptions(BaseSettings):
     notify_timeout_s: float = Field(
         default=10.0, gt=0, description="Completion webhook: timeout of one POST."
     )
+    max_tasks_per_child: int = Field(
+        default=1000,
+        ge=0,
+        description="A worker's pool process is replaced after this many steps (0: never). "
+        "Bounds the slow growth of a long-lived Python process (allocator fragmentation, "
+        "caches); replacing one costs a fork, and no step is interrupted.",
+    )
+    max_memory_per_child_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="A pool process whose resident memory exceeds this after a step is "
+        "replaced (0: never), so one large dataset build does not pin its peak memory for "
+        "the worker's whole life.",
+    )
     metrics_port: int = Field(
         default=0,
         ge=0,
