@@ -137,7 +137,10 @@ def cluster_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "REDIS_URL"))}
     env.update(
         {
-            "PYTHONPATH": str(REPO),
+            # the repo first (the fake platform lives in tests/), then the caller's own path
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
             "FLYWHEEL_DATA_DIR": str(data_dir),
             "FLYWHEEL_PLATFORM": "tests.workflow.fake_platform:from_env",
             ENV_DB: str(data_dir / "fake_platform.db"),

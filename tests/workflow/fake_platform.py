@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS work (
   info TEXT, starts INTEGER
 );
 CREATE TABLE IF NOT EXISTS script (key TEXT PRIMARY KEY, value TEXT);
+-- Per-job lookups (idempotent starts, release_job) stay cheap however long the history grows:
+-- a soak runs thousands of jobs against one fake, and must measure the flywheel, not the fake.
+CREATE INDEX IF NOT EXISTS work_by_job ON work (job_id, kind, candidate);
 """
 
 DEFAULT_SCRIPT: dict[str, Any] = {
@@ -211,19 +214,22 @@ class FakePlatform:
             )
 
     # -- the ledger ------------------------------------------------------------------------
-    def ledger(self) -> list[dict[str, Any]]:
-        """Every piece of work ever started, with when it was cancelled/shut down/deleted."""
+    def ledger(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Every piece of work ever started (or only ``job_id``'s), with when it was
+        cancelled/shut down/deleted."""
+        where, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
         with self._tx() as conn:
-            cur = conn.execute("SELECT * FROM work ORDER BY started_at")
+            cur = conn.execute(f"SELECT * FROM work {where} ORDER BY started_at", params)  # noqa: S608
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def live(self) -> list[dict[str, Any]]:
-        """Work still holding resources: deployments not shut down, evals/trainings running."""
+    def live(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Work still holding resources: deployments not shut down, evals/trainings running
+        (of every job, or only ``job_id``'s)."""
         script = self.script()
         now = time.time()
         out = []
-        for row in self.ledger():
+        for row in self.ledger(job_id):
             if row["kind"] == "datasets":
                 continue
             if row["kind"] == "deployment":
@@ -274,9 +280,7 @@ class FakePlatform:
     def release_job(self, job_id: str) -> list[str]:
         """Stop the job's live work: shut deployments down, cancel the rest."""
         stopped = []
-        for row in self.live():
-            if row["job_id"] != job_id:
-                continue
+        for row in self.live(job_id):
             column = "shut_down_at" if row["kind"] == "deployment" else "cancelled_at"
             self._mark({"id": row["id"]}, column)
             stopped.append(f"{row['kind']} {row['id']}")
