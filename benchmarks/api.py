@@ -5,9 +5,9 @@ starts the API with uvicorn in a subprocess (real HTTP, auth on), drives it with
 ``--concurrency`` in turn (default 32 concurrent clients) and prints p50/p99 latency and
 requests/s per scenario.
 
-    .venv/bin/python benchmarks/api.py [--jobs 100000] [--requests 2000] [--workers 1]
-    .venv/bin/python benchmarks/api.py --concurrency 32 8
-    .venv/bin/python benchmarks/api.py --backend mongodb [--jobs 2000]
+    .venv/bin/python -m benchmarks.api [--jobs 100000] [--requests 2000] [--workers 1]
+    .venv/bin/python -m benchmarks.api --concurrency 32 8
+    .venv/bin/python -m benchmarks.api --backend mongodb [--jobs 2000]
 
 ``--backend mongodb`` uses ``MONGODB_URL`` when set (a fresh database, dropped afterwards),
 else starts the mongoeco wire-protocol test server (``tests/support/mongo_server.py``; it
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from benchmarks.served_api import free_port
 from pymongo import MongoClient
 
 from flywheel.config.resolve import config_hash, load_base_config, resolve_job_config
@@ -109,13 +109,6 @@ def seed(data_dir: Path, state_url: str, jobs: int) -> str:
     state.close()
     logs.close()
     return key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_server(
@@ -219,7 +212,7 @@ def main() -> None:
             else _nothing(f"sqlite:///{(data_dir / 'state.db').resolve()}")
         ) as state_url:
             key = seed(data_dir, state_url, jobs)
-            port = _free_port()
+            port = free_port()
             mongodb_url = state_url if args.backend == "mongodb" else None
             server = start_server(data_dir, port, args.workers, mongodb_url)
             base = f"http://127.0.0.1:{port}"

@@ -13,7 +13,7 @@ its peak RSS should match the 10k run, because memory follows ``limit``, not the
 Elasticsearch server and times, in one process, a bare client PIT/search_after loop, the
 pipeline on that store, and the bare loop again (the first read warms the server).
 
-    .venv/bin/python benchmarks/datasets.py --sizes 10k,100k,1M --repeat 2
+    .venv/bin/python -m benchmarks.datasets --sizes 10k,100k,1M --repeat 2
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ It prints each stage's wall time and ``function_name_accuracy`` /
 ``function_name_and_args_accuracy`` with 95 % bootstrap CIs, and whether the customized
 candidate beats the base one with non-overlapping intervals; ``--json`` saves it all.
 
-    .venv/bin/python benchmarks/demo_feasibility.py                    # the demo settings
-    .venv/bin/python benchmarks/demo_feasibility.py --set training_config.max_steps=60 \
+    .venv/bin/python -m benchmarks.demo_feasibility                    # the demo settings
+    .venv/bin/python -m benchmarks.demo_feasibility --set training_config.max_steps=60 \
         --set evaluation_config.max_new_tokens=64 --json /tmp/run.json
 
 Not part of the test suite (it takes ~10 minutes on 2 idle cores). ``worker CPU s`` is the

@@ -23,15 +23,12 @@ reached a terminal state), API p50/p99 latency per call, records processed (data
 of the completed jobs), and RSS first/last/max with growth per process. Exit status 1 when
 any job is lost or stuck.
 
-    .venv/bin/python benchmarks/soak.py --minutes 5 --kill-every-s 60
+    .venv/bin/python -m benchmarks.soak --minutes 5 --kill-every-s 60
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +46,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' fake platform
 
-from tests.workflow.celery_support import REDIS_URL, REPO, Cluster, make_cluster
+from benchmarks.served_api import free_port, start_api, stop_api
+from tests.workflow.celery_support import REDIS_URL, Cluster, make_cluster
 from tests.workflow.fake_platform import FakePlatform
 from tests.workflow.support import CLIENT, WORKLOAD, chat_logs, llm_config
 
@@ -93,51 +91,26 @@ class Stats:
                 self.latencies[op].append(elapsed)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _tree_rss_mb(pid: int) -> dict[int, tuple[str, float]]:
+    """RSS in MiB of a process and each of its children (a worker's pool and beat), by pid.
 
-
-def _start_api(cluster: Cluster, port: int) -> subprocess.Popen[bytes]:
-    """``flywheel serve`` as operators run it, in its own process group."""
-    log = (cluster.data_dir / "api.log").open("ab")
-    args = [
-        sys.executable, "-c", "from flywheel.cli import main; main()", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--no-worker",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=cluster.env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the API exited: see {cluster.data_dir / 'api.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the API did not answer in 60 s: see {cluster.data_dir / 'api.log'}")
-
-
-def _rss_mb(pid: int) -> float | None:
-    """RSS of a process and all its children (a worker's pool), in MiB; None if gone."""
+    Each member is ``main`` or ``child`` (a prefork pool process, or the embedded beat: a
+    fork carries its parent's command line, so only its pid tells them apart), so a growing
+    series points at its owner. Empty when the process is gone.
+    """
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return None
-    total = 0
+        return {}
+    out: dict[int, tuple[str, float]] = {}
     for p in procs:
         try:
-            total += p.memory_info().rss
+            rss = p.memory_info().rss / 2**20
         except psutil.NoSuchProcess:
             continue
-    return total / 2**20
+        out[p.pid] = ("main" if p.pid == pid else "child", rss)
+    return out
 
 
 def _client(
@@ -205,6 +178,7 @@ def _killer(
 
 #: process name -> pid (one incarnation) -> (seconds since that process started, RSS MiB)
 Series = dict[str, dict[int, list[tuple[float, float]]]]
+CSV_HEADER = "elapsed_s,process,pid,age_s,member_pid,member_role,rss_mib\n"
 
 
 def _sampler(
@@ -213,20 +187,44 @@ def _sampler(
     series: Series,
     stop: threading.Event,
     every_s: float,
+    csv_path: Path | None,
 ) -> None:
-    """Sample the RSS of the API and of each worker slot, per incarnation (pid)."""
-    while True:
-        procs = [("API", api.pid), *((f"worker {i}", p.pid) for i, p in enumerate(slots))]
-        for name, pid in procs:
-            rss = _rss_mb(pid)
-            try:
-                age_s = time.time() - psutil.Process(pid).create_time()
-            except psutil.NoSuchProcess:
-                continue
-            if rss is not None:
-                series[name].setdefault(pid, []).append((age_s, rss))
-        if stop.wait(every_s):
-            return
+    """Sample the RSS of the API and of each worker slot, per incarnation (pid).
+
+    With ``csv_path`` every member of every process tree is also written, one row per
+    sample, so a growth can be plotted and traced to the process that owns it.
+    """
+    started = time.monotonic()
+    csv = csv_path.open("w", encoding="utf-8") if csv_path else None
+    if csv:
+        csv.write(CSV_HEADER)
+    try:
+        while True:
+            elapsed = time.monotonic() - started
+            procs = [("API", api.pid), *((f"worker {i}", p.pid) for i, p in enumerate(slots))]
+            for name, pid in procs:
+                members = _tree_rss_mb(pid)
+                try:
+                    age_s = time.time() - psutil.Process(pid).create_time()
+                except psutil.NoSuchProcess:
+                    continue
+                if not members:
+                    continue
+                series[name].setdefault(pid, []).append(
+                    (age_s, sum(rss for _, rss in members.values()))
+                )
+                if csv:
+                    for member, (role, rss) in members.items():
+                        csv.write(
+                            f"{elapsed:.1f},{name},{pid},{age_s:.1f},{member},{role},{rss:.1f}\n"
+                        )
+            if csv:
+                csv.flush()
+            if stop.wait(every_s):
+                return
+    finally:
+        if csv:
+            csv.close()
 
 
 def _rss_row(
@@ -276,6 +274,16 @@ def main() -> None:
     parser.add_argument("--sample-every-s", type=float, default=10.0, help="RSS sampling period")
     parser.add_argument("--warmup-s", type=float, default=30.0, help="RSS ignored before")
     parser.add_argument("--grace-s", type=float, default=180.0, help="time for jobs to end")
+    parser.add_argument(
+        "--rss-csv", type=Path, default=None, help="write every RSS sample, per process, here"
+    )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        default=None,
+        help="FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD of the workers (default: the product's, "
+        "1000; 0 keeps every pool process for the whole run)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="fw-soak-") as tmp:
@@ -290,10 +298,16 @@ def main() -> None:
             NamedConfig(name=CONFIG_NAME, version=1, job_type=JobType.llm_job, body=config)
         )
         headers = {"Authorization": f"Bearer {create_key(state, role=Role.admin)[0]}"}
+        recycling = (
+            {"FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD": args.max_tasks_per_child}
+            if args.max_tasks_per_child is not None
+            else {}
+        )
         gen = make_cluster(
             data_dir,
             state,
             redis_url=REDIS_URL,
+            **recycling,
             FLYWHEEL_LOG_LEVEL="WARNING",
             FLYWHEEL_WORKFLOW_POLL_INTERVAL_S="0.05",
             FLYWHEEL_WORKFLOW_STALE_AFTER_S="5",
@@ -305,8 +319,8 @@ def main() -> None:
         series: Series = defaultdict(dict)
         try:
             slots = [cluster.start_worker(concurrency=2, beat=i == 0) for i in range(WORKERS)]
-            port = _free_port()
-            api = _start_api(cluster, port)
+            port = free_port()
+            api = start_api(cluster, port)
             base = f"http://127.0.0.1:{port}"
             stop_load, stop_all = threading.Event(), threading.Event()
             threads = [
@@ -319,7 +333,8 @@ def main() -> None:
                 )
             )
             sampler = threading.Thread(
-                target=_sampler, args=(api, slots, series, stop_all, args.sample_every_s)
+                target=_sampler,
+                args=(api, slots, series, stop_all, args.sample_every_s, args.rss_csv),
             )
             started = time.monotonic()
             for thread in [*threads, sampler]:
@@ -339,9 +354,8 @@ def main() -> None:
             sampler.join()
             jobs = [state.get_job(JobId(j)) for j in stats.created]
         finally:
-            if api is not None and api.poll() is None:
-                os.killpg(api.pid, signal.SIGTERM)
-                api.wait(timeout=30)
+            if api is not None:
+                stop_api(api)
             gen.close()
             state.close()
 
