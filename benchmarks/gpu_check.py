@@ -54,6 +54,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep the device's 
 
 # Imported after the switches above, which huggingface_hub and transformers read on import.
 import orjson
+from tests.support.training_data import CALL, EMBEDDING_TRAINING, embedding_rows, sft_rows
 
 from flywheel.platforms.local.generation import Chat, Generated, LocalGenerator
 from flywheel.platforms.local.models import (
@@ -77,11 +78,6 @@ TOOLS = [
         },
     }
 ]
-CALL = {
-    "id": "c1",
-    "type": "function",
-    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-}
 CHATS: list[Chat] = [
     ([{"role": "user", "content": "Paris?"}], None),
     ([{"role": "user", "content": "What is the weather in Paris today?"}], TOOLS),
@@ -103,39 +99,8 @@ CHATS: list[Chat] = [
     ),
     ([{"role": "user", "content": "The weather in Paris is sunny with a light breeze."}], None),
 ]
-SFT_ROWS: list[dict[str, Any]] = [
-    {
-        "messages": [
-            {"role": "user", "content": "What is the weather in Paris today?"},
-            {"role": "assistant", "content": "", "tool_calls": [CALL]},
-        ],
-        "tools": TOOLS,
-    },
-    {
-        "messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Book a table for two at eight."},
-            {"role": "assistant", "content": "The weather in Paris is sunny."},
-        ]
-    },
-] * 2
-EMBEDDING_ROWS = [
-    {
-        "query": "weather in Paris",
-        "pos_doc": "The weather in Paris is sunny with a light breeze.",
-        "neg_doc": ["Cancel my order 1234 please."],
-    },
-    {
-        "query": "table for two",
-        "pos_doc": "Book a table for two at eight.",
-        "neg_doc": ["The weather in Paris is sunny."],
-    },
-    {
-        "query": "cancel order",
-        "pos_doc": "Cancel my order 1234 please.",
-        "neg_doc": ["Book a table for two at eight."],
-    },
-]
+SFT_ROWS = sft_rows(TOOLS)
+EMBEDDING_ROWS = embedding_rows()
 
 
 class CheckFailed(Exception):
@@ -361,12 +326,7 @@ def step_embeddings(ctx: Context) -> tuple[str, dict[str, Any]]:
         "train_file": str(_write_jsonl(ctx.work / "emb.jsonl", EMBEDDING_ROWS)),
         "validation_file": str(ctx.work / "emb.jsonl"),
         "output_dir": str(out),
-        "epochs": 6,
-        "batch_size": 3,
-        "learning_rate": 5e-3,
-        "max_seq_length": 32,
-        "temperature": 0.05,
-        "seed": 7,
+        **EMBEDDING_TRAINING,
         "torch_threads": ctx.threads,
     }
     metrics = train_embeddings(spec)

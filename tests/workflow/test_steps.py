@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from flywheel.workflow.steps import (
     delete_artifacts,
     recorded_handles,
 )
-from flywheel.workflow.sweeper import sweep
+from flywheel.workflow.sweeper import SweepReport, sweep
 from tests.faults.fault_platform import FaultyPlatform
 from tests.workflow.fake_platform import ENV_DB, FakePlatform
 from tests.workflow.support import create_job, drive, fast_options, llm_config, make_services
@@ -52,6 +52,63 @@ def _until(runner: StepRunner, job_id: JobId, predicate: Any, timeout_s: float =
 def _next_kind(runner: StepRunner, job_id: JobId) -> Kind | None:
     action = runner.peek(job_id).action
     return None if action is None else action.kind
+
+
+# Past the longest stage timeout of the default config, so the sweeper sees the job as stuck.
+_PAST_EVERY_STAGE_TIMEOUT_MS = 3600 * 1000 * 24 + 10_000
+
+
+def _job_stuck_deploying(
+    runner: StepRunner, state: StateStore, platform: FakePlatform
+) -> tuple[Job, int]:
+    """Start a one-candidate job and drive it to a deployment that never becomes ready.
+
+    The sweeper tests all need a job holding a lease and live platform work; returns the job
+    and a clock reading late enough for the sweeper to call it stuck.
+    """
+    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"]))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    return job, runner.s.clock() + _PAST_EVERY_STAGE_TIMEOUT_MS
+
+
+def _sweeper(
+    services: WorkflowServices,
+    state: StateStore,
+    platform: FakePlatform,
+    enqueue: Callable[[JobId], None] = lambda _: None,
+) -> Callable[[int], SweepReport]:
+    """A sweep at a given clock reading, with short stale/stuck limits so tests need no waiting."""
+    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
+
+    def sweep_at(now: int) -> SweepReport:
+        return sweep(
+            state=state, capacity=services.capacity, platform=platform, options=options,
+            enqueue=enqueue, now_ms=now,
+        )  # fmt: skip
+
+    return sweep_at
+
+
+def _job_queued_for_gpus(
+    state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
+) -> tuple[WorkflowServices, StepRunner, Job]:
+    """A one-candidate job whose candidate waits in the queue: its one GPU is held elsewhere.
+
+    The budget is 1 GPU and ``someone/else`` holds it; release that lease to let the job on.
+    """
+    services = make_services(
+        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
+    )
+    services.capacity.acquire("someone/else", 1, 1)
+    runner = StepRunner(services)
+    job = create_job(state, llm_config(["a"]))
+    _until(
+        runner,
+        job.id,
+        lambda j: j.state.get("candidates", {}).get("a", {}).get("status") == engine.QUEUED,
+    )
+    return services, runner, job
 
 
 def test_same_step_twice_starts_platform_work_once(
@@ -207,17 +264,7 @@ def test_the_lease_covers_what_the_platform_holds_at_its_peak(
 def test_queued_candidate_shows_the_reason(
     state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
 ) -> None:
-    services = make_services(
-        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
-    )
-    services.capacity.acquire("someone/else", 1, 1)
-    runner = StepRunner(services)
-    job = create_job(state, llm_config(["a"]))
-    _until(
-        runner,
-        job.id,
-        lambda j: j.state.get("candidates", {}).get("a", {}).get("status") == engine.QUEUED,
-    )
+    services, runner, job = _job_queued_for_gpus(state, logs, platform, data_dir)
     run = state.list_candidate_runs(job.id)[0]
     assert run.status == "queued"
     assert run.deployment["reason"] == "waiting for 1 GPU(s): 1 of 1 in use"
@@ -289,42 +336,16 @@ def test_delete_artifacts_removes_every_handle(
 def test_sweeper_reenqueues_stale_jobs_and_aborts_stuck_ones(
     services: WorkflowServices, runner: StepRunner, state: StateStore, platform: FakePlatform
 ) -> None:
-    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
-    job = create_job(state, llm_config(["a"]))
-    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    job, stuck = _job_stuck_deploying(runner, state, platform)
     enqueued: list[str] = []
+    sweep_at = _sweeper(services, state, platform, enqueue=enqueued.append)
     now = runner.s.clock()
-    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
-    report = sweep(
-        state=state,
-        capacity=services.capacity,
-        platform=platform,
-        options=options,
-        enqueue=enqueued.append,
-        now_ms=now,
-    )
+    report = sweep_at(now)
     assert enqueued == []
     assert not report.touched
-    later = now + 2_000
-    sweep(
-        state=state,
-        capacity=services.capacity,
-        platform=platform,
-        options=options,
-        enqueue=enqueued.append,
-        now_ms=later,
-    )
+    sweep_at(now + 2_000)
     assert enqueued == [job.id]
-    timeout_ms = 3600 * 1000 * 24  # beyond the longest stage timeout of the default config
-    stuck = now + timeout_ms + 10_000
-    report = sweep(
-        state=state,
-        capacity=services.capacity,
-        platform=platform,
-        options=options,
-        enqueue=enqueued.append,
-        now_ms=stuck,
-    )
+    report = sweep_at(stuck)
     assert report.aborted == [job.id]
     done = drive(runner, job.id)
     assert done.status is JobStatus.failed
@@ -351,18 +372,8 @@ def test_sweeper_releases_leases_of_ended_jobs(
 def test_sweeper_fails_a_job_whose_abort_never_runs(
     services: WorkflowServices, runner: StepRunner, state: StateStore, platform: FakePlatform
 ) -> None:
-    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
-    job = create_job(state, llm_config(["a"]))
-    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
-    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
-    stuck = runner.s.clock() + 3600 * 1000 * 24 + 10_000
-
-    def sweep_at(now: int) -> Any:
-        return sweep(
-            state=state, capacity=services.capacity, platform=platform, options=options,
-            enqueue=lambda _: None, now_ms=now,
-        )  # fmt: skip
-
+    job, stuck = _job_stuck_deploying(runner, state, platform)
+    sweep_at = _sweeper(services, state, platform)
     assert sweep_at(stuck).aborted == [job.id]
     assert services.capacity.leases() == {f"{job.id}/a": 1}
     report = sweep_at(stuck + 6_000)
@@ -387,18 +398,8 @@ def test_sweeper_keeps_the_leases_of_a_job_it_cannot_stop_and_tries_again(
     services: WorkflowServices, runner: StepRunner, state: StateStore, data_dir: Any
 ) -> None:
     platform = FaultyPlatform(data_dir / "fake_platform.db")  # the fixture's platform, faulty
-    platform.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
-    job = create_job(state, llm_config(["a"]))
-    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
-    options = fast_options(stale_after_s=1.0, stuck_grace_s=5.0)
-    stuck = runner.s.clock() + 3600 * 1000 * 24 + 10_000
-
-    def sweep_at(now: int) -> Any:
-        return sweep(
-            state=state, capacity=services.capacity, platform=platform, options=options,
-            enqueue=lambda _: None, now_ms=now,
-        )  # fmt: skip
-
+    job, stuck = _job_stuck_deploying(runner, state, platform)
+    sweep_at = _sweeper(services, state, platform)
     assert sweep_at(stuck).aborted == [job.id]
     platform.fail_next("shutdown_deployment", times=1)
     report = sweep_at(stuck + 6_000)
@@ -598,17 +599,7 @@ def test_deployment_timeout_shuts_the_deployment_down(
 def test_cancelling_a_candidate_queued_for_gpus_starts_nothing_and_holds_nothing(
     state: StateStore, logs: LogStore, platform: FakePlatform, data_dir: Any
 ) -> None:
-    services = make_services(
-        state=state, logs=logs, platform=platform, data_dir=data_dir, gpu_budget=1
-    )
-    services.capacity.acquire("someone/else", 1, 1)
-    runner = StepRunner(services)
-    job = create_job(state, llm_config(["a"]))
-    _until(
-        runner,
-        job.id,
-        lambda j: j.state.get("candidates", {}).get("a", {}).get("status") == engine.QUEUED,
-    )
+    services, runner, job = _job_queued_for_gpus(state, logs, platform, data_dir)
     state.update_job(job.id, {"status": JobStatus.cancelling})
     done = drive(runner, job.id)
     assert done.status is JobStatus.cancelled

@@ -30,6 +30,14 @@ def _client(api: Api, who: str = "admin") -> ApiClient:
     return ApiClient(api.client)
 
 
+def _new_job(client: ApiClient) -> str:
+    """Create a job through the API, as the CLI's user would; its id (the watch tests' subject)."""
+    job_id: str = client.request(
+        "POST", "/api/jobs", json={"client_id": "acme", "workload_id": "router"}
+    )["id"]
+    return job_id
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setenv("FLYWHEEL_DATA_DIR", str(tmp_path / "data"))
@@ -119,9 +127,7 @@ def _complete_on_poll(api: Api, job_id: str, poll: int) -> list[int]:
 
 def test_jobs_watch_follows_a_running_job_until_it_completes(api: Api) -> None:
     client = _client(api)
-    job_id = client.request(
-        "POST", "/api/jobs", json={"client_id": "acme", "workload_id": "router"}
-    )["id"]
+    job_id = _new_job(client)
     api.state.update_job(JobId(job_id), {"status": JobStatus.running, "progress": 40.0})
     polls = _complete_on_poll(api, job_id, poll=3)
     result = runner.invoke(jobs.app, ["watch", job_id, "--interval", "0", "--json"], obj=client)
@@ -135,9 +141,7 @@ def test_jobs_watch_follows_a_running_job_until_it_completes(api: Api) -> None:
 
 def test_jobs_watch_gives_up_at_its_timeout_on_a_running_job(api: Api) -> None:
     client = _client(api)
-    job_id = client.request(
-        "POST", "/api/jobs", json={"client_id": "acme", "workload_id": "router"}
-    )["id"]
+    job_id = _new_job(client)
     api.state.update_job(JobId(job_id), {"status": JobStatus.running, "progress": 40.0})
     polls = _complete_on_poll(api, job_id, poll=99)
     result = runner.invoke(
@@ -150,9 +154,7 @@ def test_jobs_watch_gives_up_at_its_timeout_on_a_running_job(api: Api) -> None:
 
 def test_jobs_watch_ends_with_a_results_table(api: Api) -> None:
     client = _client(api)
-    job_id = client.request(
-        "POST", "/api/jobs", json={"client_id": "acme", "workload_id": "router"}
-    )["id"]
+    job_id = _new_job(client)
     api.state.update_candidate_run(
         JobId(job_id),
         "smollm2-135m-instruct",

@@ -23,6 +23,13 @@ def _clear(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def _from_dotenv(tmp_path: Path, text: str) -> Settings:
+    """Settings read from a ``.env`` file holding ``text`` (written under ``tmp_path``)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(text)
+    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+
 def test_unset_urls_select_sqlite_under_the_data_dir(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -54,17 +61,15 @@ def test_a_dotenv_file_configures_the_service(
 ) -> None:
     _clear(monkeypatch)
     monkeypatch.delenv("FLYWHEEL_AUTH_ENABLED", raising=False)
-    env_file = tmp_path / ".env"
-    env_file.write_text(
+    settings = _from_dotenv(
+        tmp_path,
         "# deployment settings\n"
         "MONGODB_URL=mongodb://u:pw@db:27017/fw\n"
         "ES_COLLECTION_NAME=from-dotenv\n"
         f"FLYWHEEL_DATA_DIR={tmp_path / 'data'}\n"
         "FLYWHEEL_AUTH_ENABLED=false\n"
-        "SOMETHING_ELSE=ignored\n"
+        "SOMETHING_ELSE=ignored\n",
     )
-
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
 
     assert settings.state_store_url == "mongodb://u:pw@db:27017/fw"
     assert settings.es_collection_name == "from-dotenv"
@@ -77,11 +82,11 @@ def test_the_environment_wins_over_the_dotenv_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clear(monkeypatch)
-    env_file = tmp_path / ".env"
-    env_file.write_text("ES_COLLECTION_NAME=from-dotenv\nREDIS_URL=redis://dotenv:6379/0\n")
     monkeypatch.setenv("ES_COLLECTION_NAME", "from-env")
 
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = _from_dotenv(
+        tmp_path, "ES_COLLECTION_NAME=from-dotenv\nREDIS_URL=redis://dotenv:6379/0\n"
+    )
 
     assert settings.es_collection_name == "from-env"
     assert settings.redis_url is not None
@@ -92,10 +97,8 @@ def test_a_bad_value_in_the_dotenv_file_stops_start(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clear(monkeypatch)
-    env_file = tmp_path / ".env"
-    env_file.write_text("ES_COLLECTION_NAME=Not/An/Index\n")
     with pytest.raises(ValidationError, match="not a valid Elasticsearch index name"):
-        Settings(_env_file=env_file)  # type: ignore[call-arg]
+        _from_dotenv(tmp_path, "ES_COLLECTION_NAME=Not/An/Index\n")
 
 
 @pytest.mark.parametrize("name", ["Upper", "_x", "a b", "a/b"])

@@ -10,24 +10,9 @@ import pytest
 
 from flywheel.platforms.local.embeddings import _mnrl_loss, load_sentence_model, train_embeddings
 from flywheel.platforms.local.models import ModelSource
+from tests.support.training_data import EMBEDDING_TRAINING, embedding_rows
 
-ROWS = [
-    {
-        "query": "weather in Paris",
-        "pos_doc": "The weather in Paris is sunny with a light breeze.",
-        "neg_doc": ["Cancel my order 1234 please."],
-    },
-    {
-        "query": "table for two",
-        "pos_doc": "Book a table for two at eight.",
-        "neg_doc": ["The weather in Paris is sunny."],
-    },
-    {
-        "query": "cancel order",
-        "pos_doc": "Cancel my order 1234 please.",
-        "neg_doc": ["Book a table for two at eight."],
-    },
-]
+ROWS = embedding_rows()
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +100,7 @@ def test_training_lowers_the_loss_and_records_its_settings(
         "train_file": str(_write(tmp_path / "train.jsonl", ROWS)),
         "validation_file": str(_write(tmp_path / "val.jsonl", ROWS[:2])),
         "output_dir": str(tmp_path / "out"),
-        "epochs": 6,
-        "batch_size": 3,
-        "learning_rate": 5e-3,
-        "max_seq_length": 32,
-        "temperature": 0.05,
-        "seed": 7,
+        **EMBEDDING_TRAINING,
         "torch_threads": 1,
     }
     before = _eval_loss(sentence_model_dir)

@@ -12,36 +12,13 @@ from flywheel.config.schema import LoRAConfig, TrainingConfig
 from flywheel.platforms.local.jobfiles import Cancelled, read_json
 from flywheel.platforms.local.lora import IGNORE, encode_example, sha256_files, train_lora
 from flywheel.platforms.local.models import ModelSource, load_causal_lm, load_tokenizer
+from tests.support.training_data import CALL, sft_rows
 
-CALL = {
-    "id": "c1",
-    "type": "function",
-    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-}
 # peft 0.21 calls a transformers 5 method that transformers has renamed.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
 )
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
-
-
-def _rows() -> list[dict[str, Any]]:
-    return [
-        {
-            "messages": [
-                {"role": "user", "content": "What is the weather in Paris today?"},
-                {"role": "assistant", "content": "", "tool_calls": [CALL]},
-            ],
-            "tools": TOOLS,
-        },
-        {
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "Book a table for two at eight."},
-                {"role": "assistant", "content": "The weather in Paris is sunny."},
-            ]
-        },
-    ] * 2
 
 
 def test_labels_cover_only_the_assistant_turns(tiny_chat_model: Path) -> None:
@@ -70,7 +47,7 @@ def test_labels_cover_only_the_assistant_turns(tiny_chat_model: Path) -> None:
 
 def test_long_examples_keep_their_tail(tiny_chat_model: Path) -> None:
     tokenizer = load_tokenizer(ModelSource(kind="hf", name="tiny", path=str(tiny_chat_model)))
-    messages = _rows()[1]["messages"]
+    messages = sft_rows(TOOLS)[1]["messages"]
     full = encode_example(tokenizer, messages, None, max_length=4096)
     cut = encode_example(tokenizer, messages, None, max_length=10)
     assert cut.input_ids == full.input_ids[-10:]
@@ -79,7 +56,7 @@ def test_long_examples_keep_their_tail(tiny_chat_model: Path) -> None:
 
 def _spec(tmp_path: Path, model: Path, **training: Any) -> dict[str, Any]:
     train = tmp_path / "train.jsonl"
-    train.write_bytes(b"\n".join(orjson.dumps(r) for r in _rows()))
+    train.write_bytes(b"\n".join(orjson.dumps(r) for r in sft_rows(TOOLS)))
     return {
         "base": {"kind": "hf", "name": "tiny", "path": str(model)},
         "train_file": str(train),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import random
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ import pytest
 from elasticsearch import Elasticsearch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.es_server import start_es_server
 
 from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog
 from flywheel.errors import StoreUnavailable, ValidationFailed
@@ -27,7 +24,7 @@ from flywheel.services.ingestion import (
     iter_lines,
 )
 from flywheel.stores.base import LogStore
-from flywheel.stores.logs_elastic import ElasticLogStore
+from flywheel.stores.logs_elastic import MAPPING, ElasticLogStore
 from flywheel.stores.registry import open_log_store
 
 NOW_MS = 1_750_000_000_000
@@ -337,43 +334,24 @@ def test_arbitrary_bytes_never_raise(store: LogStore, lines: list[bytes]) -> Non
 
 # -- records the store refuses ----------------------------------------------------------------
 
+#: Fields a chat-only version of the adapter knew; the retrieval ones came later.
+_CHAT_FIELDS = ("client_id", "workload_id", "kind", "timestamp", "request", "response")
 #: The strict mapping a chat-only version would have made: retrieval fields are unknown to it.
 _CHAT_ONLY_MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "client_id": {"type": "keyword"},
-        "workload_id": {"type": "keyword"},
-        "kind": {"type": "keyword"},
-        "timestamp": {"type": "date", "format": "epoch_millis"},
-        "request": {"type": "object", "enabled": False},
-        "response": {"type": "object", "enabled": False},
-    },
+    **MAPPING,
+    "properties": {name: MAPPING["properties"][name] for name in _CHAT_FIELDS},
 }
 
 
-@pytest.fixture(scope="module")
-def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """ELASTICSEARCH_URL when set, else noida-db's Elasticsearch API for this module."""
-    if url := os.environ.get("ELASTICSEARCH_URL"):
-        yield url
-        return
-    url, stop = start_es_server(tmp_path_factory.mktemp("es"))
-    yield url
-    stop()
-
-
 @pytest.fixture
-def chat_only_es_store(es_url: str) -> Iterator[ElasticLogStore]:
+def chat_only_es_store(
+    es_url: str, es_admin: Elasticsearch, es_index: str
+) -> Iterator[ElasticLogStore]:
     """An ES store on an index that exists already with a strict, chat-only mapping."""
-    index = f"flywheel-ingest-{uuid.uuid4().hex[:12]}"
-    admin = Elasticsearch(es_url, request_timeout=30)
-    admin.indices.create(index=index, mappings=_CHAT_ONLY_MAPPING)
-    log_store = ElasticLogStore.from_url(es_url, index=index)
+    es_admin.indices.create(index=es_index, mappings=_CHAT_ONLY_MAPPING)
+    log_store = ElasticLogStore.from_url(es_url, index=es_index)
     yield log_store
     log_store.close()
-    admin.options(ignore_status=404).indices.delete(index=index)
-    admin.options(ignore_status=404).indices.delete_index_template(name=f"flywheel-logs-{index}")
-    admin.close()
 
 
 def test_records_elasticsearch_refuses_are_reported_and_the_load_goes_on(
