@@ -611,3 +611,36 @@ def test_cancelling_a_candidate_queued_for_gpus_starts_nothing_and_holds_nothing
     # The freed place is really free: once the other holder leaves, the whole budget is there.
     services.capacity.release("someone/else")
     assert services.capacity.acquire("next/job", 1, 1).granted
+
+
+def test_a_job_whose_cleanup_failed_keeps_its_leases_until_the_sweep_finishes_it(
+    state: StateStore, logs: LogStore, data_dir: Any
+) -> None:
+    faulty = FaultyPlatform(data_dir / "fake_platform.db")
+    services = make_services(state=state, logs=logs, platform=faulty, data_dir=data_dir)
+    runner = StepRunner(services)
+    job, _ = _job_stuck_deploying(runner, state, faulty)
+    faulty.fail_next("shutdown_deployment", times=1000)  # out of retries: the stop step gives up
+    state.update_job(job.id, {"status": JobStatus.cancelling})
+    ended = drive(runner, job.id)
+    assert ended.status is JobStatus.cancelled
+    assert "cleanup failed" in (ended.error or ""), ended.error
+    assert ended.state["cleanup_pending"]["attempts"] == 0
+    assert services.capacity.leases() == {f"{job.id}/a": 1}
+    sweep_at = _sweeper(services, state, faulty)
+
+    report = sweep_at(services.clock())  # the platform still refuses: nothing is freed
+    assert (report.released, report.unreachable) == ([], [job.id])
+    assert services.capacity.leases() == {f"{job.id}/a": 1}
+    assert len(faulty.live()) == 1
+    assert state.get_job(job.id).state["cleanup_pending"]["attempts"] == 1
+
+    faulty.clear_faults()
+    report = sweep_at(services.clock())  # it answers again: stopped, then the GPU is freed
+    assert report.released == [f"{job.id}/a"]
+    assert faulty.live() == []
+    assert services.capacity.leases() == {}
+    after = state.get_job(job.id)
+    assert "cleanup_pending" not in after.state
+    assert any("cleanup finished by the recovery sweep: deployment a" in w for w in after.warnings)
+    assert sweep_at(services.clock()).released == []  # done once

@@ -407,8 +407,14 @@ class StepRunner:
             # Could not stop everything even after retries: end the job and say what is left.
             left = [f"{k} {c}/{i or ''}".rstrip("/") for k, c, i, _ in iter_handles(job.state)]
             final = JobStatus.cancelled if job.status is JobStatus.cancelling else JobStatus.failed
+            since = self.s.clock()
+
+            def cleanup_pending(st: State) -> None:
+                # The sweep finishes the cleanup and only then frees the job's GPU leases.
+                st[CLEANUP_PENDING] = {"error": str(error), "since": since, "attempts": 0}
+
             return Result(
-                lambda st: None,
+                cleanup_pending,
                 {
                     "status": final,
                     "finished_at": utcnow(),
@@ -1185,6 +1191,9 @@ def delete_artifacts(
     return errors
 
 
+CLEANUP_PENDING = "cleanup_pending"
+"""State key of an ended job whose platform work could not all be stopped: the recovery
+sweep retries the stops and keeps the job's GPU leases until they succeed."""
 ARTIFACTS_LEFT_DIR = "artifacts_left"
 """Under the data dir: one JSON file per deleted job whose artifacts could not be deleted."""
 

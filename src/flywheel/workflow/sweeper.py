@@ -12,7 +12,10 @@ concurrent sweeps is harmless, every effect is idempotent or compare-and-set):
   enqueues it once more, so its completion webhook is sent). While the platform cannot be
   reached the job is left as it is, GPU leases included, and the next sweep tries again:
   freeing the leases of deployments that may still run would over-commit the GPU budget;
-* GPU leases whose job ended or vanished are released (after the stops above).
+* GPU leases whose job ended or vanished are released (after the stops above). A job that
+  ended with its cleanup unfinished (``state.cleanup_pending``: the stop step ran out of
+  retries) keeps its leases until a sweep has stopped its work and released it on the
+  platform.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from flywheel.workflow.capacity import CapacityLedger
 from flywheel.workflow.engine import stage_name
 from flywheel.workflow.options import WorkflowOptions
 from flywheel.workflow.steps import (
+    CLEANUP_PENDING,
     handle_label,
     mark_stopped,
     project_candidate,
@@ -117,7 +121,7 @@ def sweep(
             _sweep_job(state, platform, job, options, enqueue, now_ms, report)
         except Exception as exc:  # one broken job must not stop the sweep of the others
             log.warning("sweep_job_failed", job_id=job.id, error=str(exc), exc_info=True)
-    _release_orphan_leases(state, capacity, report)
+    _release_orphan_leases(state, capacity, platform, report, now_ms)
     return report
 
 
@@ -232,14 +236,70 @@ def _project(state: StateStore, job: Job) -> None:
 
 
 def _release_orphan_leases(
-    state: StateStore, capacity: CapacityLedger, report: SweepReport
+    state: StateStore,
+    capacity: CapacityLedger,
+    platform: ModelPlatform,
+    report: SweepReport,
+    now_ms: int,
 ) -> None:
+    cleaned: dict[str, bool] = {}  # job id -> its pending cleanup is done (once per sweep)
     for owner in capacity.leases():
         job_id = owner.split("/", 1)[0]
         try:
             job = state.get_job(JobId(job_id))
         except NotFound:
             job = None
-        if job is None or job.status in TERMINAL_STATUSES:
-            capacity.release(owner)
-            report.released.append(owner)
+        if job is not None and job.status not in TERMINAL_STATUSES:
+            continue
+        if job is not None and job.state.get(CLEANUP_PENDING):
+            if job_id not in cleaned:
+                cleaned[job_id] = _finish_cleanup(state, platform, job, now_ms, report)
+            if not cleaned[job_id]:
+                continue  # its deployments may still hold the GPUs
+        capacity.release(owner)
+        report.released.append(owner)
+
+
+def _finish_cleanup(
+    state: StateStore, platform: ModelPlatform, job: Job, now_ms: int, report: SweepReport
+) -> bool:
+    """Stop what an ended job's own stop step could not; True once nothing is left.
+
+    Every recorded handle is stopped again (each stop is idempotent), then the platform
+    releases whatever else it holds for the job. Until that succeeds the attempt is
+    recorded on the job and its leases stay, so the GPU budget is never over-committed.
+    """
+    reason = "cleanup finished by the recovery sweep"
+    outcome = stop_recorded_work(platform, job.state, reason=reason)
+    leftovers: list[str] = []
+    if not outcome.unreachable and not outcome.failed:
+        try:
+            leftovers = platform.release_job(job.id)
+        except (PlatformUnavailable, PlatformError) as exc:
+            outcome.unreachable.append(f"release_job: {exc}")
+    problems = [*outcome.unreachable, *outcome.failed]
+    pending = dict(job.state[CLEANUP_PENDING])
+    try:
+        if problems:
+            pending.update(attempts=int(pending.get("attempts") or 0) + 1, at=now_ms, left=problems)
+            log.warning("sweep_cleanup_pending", job_id=job.id, attempt=pending["attempts"],
+                        left=problems)  # fmt: skip
+            state.update_job(
+                job.id,
+                {"state": {**job.state, CLEANUP_PENDING: pending}},
+                expect_version=job.version,
+            )
+            report.unreachable.append(job.id)
+            return False
+        new_state = {k: v for k, v in job.state.items() if k != CLEANUP_PENDING}
+        done = [handle_label(s["kind"], s["candidate"], s["item"]) for s in outcome.stopped]
+        note = f"{reason}: {', '.join([*done, *leftovers]) or 'nothing was left running'}"
+        state.update_job(
+            job.id,
+            {"state": new_state, "warnings": [*job.warnings, note]},
+            expect_version=job.version,
+        )
+    except (Conflict, NotFound):
+        return False  # it moved meanwhile: the next sweep looks again
+    log.info("sweep_cleanup_finished", job_id=job.id, stopped=done, leftovers=leftovers)
+    return True
