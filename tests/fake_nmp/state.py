@@ -126,7 +126,7 @@ class FakeNMP:
             "function_name_accuracy": 0.8,
             "function_name_and_args_accuracy": 0.6,
             "similarity": 7.0,
-            "rating": 8.0,
+            "rating": 1.0,
         }
         self.default_score = 0.5
         # Per-item results in ``download-results`` archives (§8.5): the candidate's answer to

@@ -184,7 +184,7 @@ def test_local_model_evaluation_through_the_platform(
 def test_an_in_process_judge_records_its_replies_and_parse_failures(
     platform: LocalPlatform, files: DatasetFiles, tiny_chat_model: Path
 ) -> None:
-    from flywheel.domain.metrics.judge import parse_similarity, similarity_to_unit
+    from flywheel.domain.metrics.judge import parse_correctness
 
     candidate = CandidateModel(name="tiny", hf_model=str(tiny_chat_model))
     judge = LLMJudgeConfig(type="local", model_name="tiny-judge", hf_model=str(tiny_chat_model))
@@ -202,17 +202,18 @@ def test_an_in_process_judge_records_its_replies_and_parse_failures(
     replies = [p.judge_reply for p in outcome.predictions]
     assert len(replies) == 3
     assert all(isinstance(r, str) for r in replies)  # every item was judged, reply kept
-    # A random tiny judge rarely writes a rating: whatever it wrote, the failures are counted
-    # by the domain parser and the score covers only the parsed ratings (absent if none).
-    ratings = [parse_similarity(r) for r in replies]
-    parsed = [similarity_to_unit(r) for r in ratings if r is not None]
-    assert outcome.platform_scores["judge_parse_failures"] == len(replies) - len(parsed)
-    if parsed:
-        assert outcome.platform_scores["judge_similarity"] == pytest.approx(
-            sum(parsed) / len(parsed)
+    # The eval set offers tools, so the correctness judge (0/1) rated it. A random tiny judge
+    # rarely writes a verdict: whatever it wrote, the failures are counted by the domain
+    # parser and the score covers only the parsed verdicts (absent if none).
+    verdicts = [v for v in map(parse_correctness, replies) if v is not None]
+    assert outcome.platform_scores["judge_parse_failures"] == len(replies) - len(verdicts)
+    if verdicts:
+        assert outcome.platform_scores["judge_tool_call_correctness"] == pytest.approx(
+            sum(verdicts) / len(verdicts)
         )
     else:
-        assert "judge_similarity" not in outcome.platform_scores
+        assert "judge_tool_call_correctness" not in outcome.platform_scores
+    assert "judge_similarity" not in outcome.platform_scores
     assert "function_name_accuracy" in outcome.platform_scores
 
 
@@ -229,6 +230,15 @@ class _Server(uvicorn.Server):
         return None
 
 
+def _verdict(body: dict[str, Any]) -> str:
+    """The fake judge's reply: a 0/1 verdict to the correctness rubric, 8 of 10 otherwise."""
+    from flywheel.domain.metrics.judge import CORRECTNESS_SYSTEM
+
+    if body["messages"][0]["content"] == CORRECTNESS_SYSTEM:
+        return "Same call, same city.\nRATING: 1"
+    return "Close.\nRATING: 8"
+
+
 def _openai_app(requests: list[dict[str, Any]]) -> FastAPI:
     app = FastAPI()
 
@@ -241,7 +251,7 @@ def _openai_app(requests: list[dict[str, Any]]) -> FastAPI:
         body = orjson.loads(await request.body())
         requests.append(body)
         if body["model"] == "judge":
-            message: dict[str, Any] = {"role": "assistant", "content": "Close.\nRATING: 8"}
+            message: dict[str, Any] = {"role": "assistant", "content": _verdict(body)}
         elif body.get("tools"):
             message = {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]}
         else:
@@ -305,8 +315,16 @@ def test_endpoint_evaluation_with_a_remote_judge(
 
     assert outcome.platform_scores["function_name_accuracy"] == 1.0
     assert outcome.platform_scores["function_name_and_args_accuracy"] == 1.0
-    assert outcome.platform_scores["judge_similarity"] == pytest.approx(7 / 9)
-    assert all(p.judge_reply == "Close.\nRATING: 8" for p in outcome.predictions)
+    # A tool-calling eval set: every item is judged for tool-call correctness (0/1), with
+    # the shared rubric and the reference and predicted calls inside their tags.
+    assert outcome.platform_scores["judge_tool_call_correctness"] == 1.0
+    assert outcome.platform_scores["judge_parse_failures"] == 0.0
+    assert "judge_similarity" not in outcome.platform_scores
+    assert all(p.judge_reply == "Same call, same city.\nRATING: 1" for p in outcome.predictions)
+    judge_calls = [r for r in requests if r["model"] == "judge"]
+    assert len(judge_calls) == 3
+    weather = next(c for c in judge_calls if "Paris" in c["messages"][1]["content"])
+    assert '"get_weather"' in weather["messages"][1]["content"].split("<predicted>")[1]
     assert all(p.input_tokens == 11 and p.output_tokens == 4 for p in outcome.predictions)
     candidate_calls = [r for r in requests if r["model"] == "small"]
     assert len(candidate_calls) == 3
@@ -314,6 +332,36 @@ def test_endpoint_evaluation_with_a_remote_judge(
     by_prompt = {call["messages"][-1]["content"]: call for call in candidate_calls}
     assert by_prompt["What is the weather in Paris today?"]["tools"] == [WEATHER_TOOL]
     assert "tools" not in by_prompt["Book a table for two at eight."]
+
+
+def test_a_generic_eval_set_is_judged_for_similarity(
+    platform: LocalPlatform,
+    tmp_path: Path,
+    openai_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, requests = openai_server
+    root = tmp_path / "generic"
+    root.mkdir()
+    chat_only = [row for row in _eval_rows() if "tools" not in row["request"]]
+    files = DatasetFiles(root=root, eval=_write_jsonl(root / "eval.jsonl", chat_only * 2))
+    candidate = CandidateModel(name="remote", endpoint_url=url, endpoint_model="small")
+    judge = LLMJudgeConfig(type="remote", url=url, model_name="judge")
+    config = _config(candidate, llm_judge_config=judge)
+    datasets = platform.upload_datasets(job_id="job-3", files=files)
+    handle = platform.start_evaluation(
+        job_id="job-3", candidate=candidate, eval_type="base", datasets=datasets, config=config
+    )
+    final = _wait(platform.poll_evaluation, handle, _finished)
+    assert final.state is WorkState.completed, final
+    outcome = platform.evaluation_outcome(handle)
+
+    assert outcome.platform_scores["judge_similarity"] == pytest.approx(7 / 9)
+    assert "judge_tool_call_correctness" not in outcome.platform_scores
+    judge_calls = [r for r in requests if r["model"] == "judge"]
+    assert len(judge_calls) == 2
+    assert all(
+        "<candidate>\nDone.\n</candidate>" in c["messages"][1]["content"] for c in judge_calls
+    )
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")

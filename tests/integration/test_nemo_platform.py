@@ -372,7 +372,7 @@ def test_tool_calling_evaluation_scores_and_keeps_the_key_out_of_handles(
         {
             "function_name_accuracy": 0.8,
             "function_name_and_args_accuracy": 0.6,
-            "judge_similarity": 7 / 9,  # mean rating 8 on 1-10, mapped 1 -> 0, 10 -> 1
+            "judge_tool_call_correctness": 1.0,  # the correctness judge: 0/1 per item
         }
     )
     assert outcome.artifacts["evaluation_job"] == handle["job_id"]
@@ -665,7 +665,7 @@ def test_outcome_carries_per_item_generations_from_the_results_archive(
     assert second.response == wrong
     assert first.input_tokens == 20
     assert first.output_tokens == 5
-    assert first.judge_reply == "RATING: 8"  # the correctness judge's per-item rating
+    assert first.judge_reply == "RATING: 1"  # the correctness judge's per-item verdict
     assert outcome.artifacts["per_item"] == (
         "download-results: results/custom-tool-calling/samples.jsonl"
     )

@@ -392,11 +392,13 @@ def test_llm_job_runs_on_nmp_and_delete_removes_what_it_made(
             assert scores["function_name_accuracy"]["source"] == "flywheel"
             assert scores["function_name_accuracy"]["platform_value"] == 0.8
             assert scores["function_name_accuracy"]["differs"] is True
-            assert scores["judge_similarity"]["platform_value"] == pytest.approx(7 / 9)
-            assert scores["judge_similarity"]["differs"] is False
-            # The judge's per-item ratings (8 of 10) mapped by our metric code: (8 - 1) / 9.
-            assert scores["judge_similarity"]["value"] == pytest.approx(7 / 9)
-            assert scores["judge_similarity"]["parse_failures"] == 0
+            # A tool workload is judged for tool-call correctness (0/1 per item), not similarity.
+            judged = scores["judge_tool_call_correctness"]
+            assert judged["platform_value"] == 1.0
+            assert judged["differs"] is False
+            assert judged["value"] == 1.0  # the per-item verdicts parsed by our metric code
+            assert judged["parse_failures"] == 0
+            assert "judge_similarity" not in scores
         custom = run.customization
         assert custom is not None
         assert custom["status"] == "completed"

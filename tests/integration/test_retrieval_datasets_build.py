@@ -6,15 +6,20 @@ import csv
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from flywheel.config.schema import CandidateModel, DataSplitConfig, EmbeddingJobConfig, JobConfig
-from flywheel.domain.logs import ChatLog, RetrievalLog, RetrievedPassage
-from flywheel.domain.retrieval import chat_from_retrieval, normalise_query
+from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog, RetrievedPassage
+from flywheel.domain.retrieval import (
+    RetrievalDatasetAssembler,
+    chat_from_retrieval,
+    normalise_query,
+)
 from flywheel.errors import DatasetError
-from flywheel.services.retrieval_datasets import build_retrieval_datasets
+from flywheel.services.retrieval_datasets import build_retrieval_datasets, spec_from_config
 from flywheel.stores.logs_sqlite import SqliteLogStore
 
 CONFIG = JobConfig(
@@ -112,3 +117,51 @@ def test_sparse_workload_fails_with_counts(store: SqliteLogStore, tmp_path: Path
         build_retrieval_datasets(
             log_store=store, client_id="acme", workload_id="rag", config=CONFIG, out_dir=tmp_path
         )
+
+
+def _in_memory_golden(store: SqliteLogStore) -> dict[str, bytes]:
+    """Every file's bytes as the build rendered them before it streamed: whole in memory."""
+    assembler = RetrievalDatasetAssembler(spec_from_config(CONFIG))
+    for record in store.iter_recent(
+        "acme", "rag", limit=CONFIG.data_split_config.limit, kind=LogKind.retrieval
+    ):
+        assembler.add(record)
+    dataset = assembler.finish()
+
+    def jsonl(rows: list[Any]) -> bytes:
+        return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+    return {
+        "eval/corpus.jsonl": jsonl(dataset.corpus),
+        "eval/queries.jsonl": jsonl(dataset.queries),
+        "eval/qrels/test.tsv": "".join(f"{line}\n" for line in dataset.qrels).encode(),
+        "training/training.jsonl": jsonl(dataset.training),
+        "validation/validation.jsonl": jsonl(dataset.validation),
+        "reference_run.json": orjson.dumps(dataset.reference_run, option=orjson.OPT_INDENT_2)
+        + b"\n",
+    }
+
+
+def test_streamed_files_equal_the_in_memory_rendering(
+    store: SqliteLogStore, tmp_path: Path
+) -> None:
+    store.write(_logs(60))
+    out = tmp_path / "datasets"
+    result = build_retrieval_datasets(
+        log_store=store, client_id="acme", workload_id="rag", config=CONFIG, out_dir=out
+    )
+    golden = _in_memory_golden(store)
+    manifest = orjson.loads(result.manifest_path.read_bytes())
+    assert set(manifest["files"]) == set(golden)
+    for name, expected in golden.items():
+        assert (out / name).read_bytes() == expected, name
+        info = manifest["files"][name]
+        assert info["sha256"] == hashlib.sha256(expected).hexdigest()
+        assert info["bytes"] == len(expected)
+    assert (
+        manifest["files"]["eval/qrels/test.tsv"]["rows"]
+        == golden["eval/qrels/test.tsv"].count(b"\n") - 1
+    )  # the header is not a row
+    assert manifest["files"]["reference_run.json"]["rows"] == result.stats.eval_queries
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith((".partial", ".tmp"))]
+    assert leftovers == []  # every file was renamed into place

@@ -172,13 +172,14 @@ def _scores(candidate: dict[str, Any]) -> str:
     return "\n".join(out) or "-"
 
 
-JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config to score similarity)"
+JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config for judge scores)"
 
 
 def judge_note(job: Mapping[str, Any]) -> str | None:
     """Why an LLM job has no judge score, read from its config snapshot (``None``: it has one).
 
-    Without a judge, ``judge_similarity`` is absent rather than 0; saying so keeps a
+    Without a judge, ``judge_similarity`` / ``judge_tool_call_correctness`` are absent rather
+    than 0; saying so keeps a
     missing column from reading as a lost or failed score.
     """
     config = job.get("config")

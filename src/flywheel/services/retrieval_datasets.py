@@ -14,9 +14,8 @@ clock time, so a rerun over the same logs reproduces every byte (and every hash)
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from flywheel.domain.retrieval import (
     TokenCounter,
 )
 from flywheel.errors import DatasetError
+from flywheel.services.dataset_files import DatasetFile, JsonlWriter
 from flywheel.stores.base import LogStore
 
 log = structlog.get_logger(__name__)
@@ -157,34 +157,53 @@ def _brief(stats: RetrievalDatasetStats) -> dict[str, Any]:
     }
 
 
-def _jsonl(rows: Iterable[Any]) -> bytes:
-    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+def _jsonl_lines(rows: Iterable[Any]) -> Iterator[bytes]:
+    return (orjson.dumps(row) for row in rows)
 
 
-def _write_files(dataset: RetrievalDataset, out_dir: Path) -> dict[str, dict[str, Any]]:
-    contents: dict[str, tuple[bytes, int]] = {
-        CORPUS_FILE: (_jsonl(dataset.corpus), len(dataset.corpus)),
-        QUERIES_FILE: (_jsonl(dataset.queries), len(dataset.queries)),
-        QRELS_FILE: (
-            "".join(f"{line}\n" for line in dataset.qrels).encode(),
-            len(dataset.qrels) - 1,
-        ),
-        TRAINING_FILE: (_jsonl(dataset.training), len(dataset.training)),
-        VALIDATION_FILE: (_jsonl(dataset.validation), len(dataset.validation)),
+def _file_lines(dataset: RetrievalDataset) -> dict[str, tuple[Iterable[bytes], int]]:
+    """Each output file as lazily rendered lines (without newlines) and its row count.
+
+    Lines are rendered one at a time as the file is written, so a large corpus never
+    exists twice in memory (once as rows, once as the file's bytes).
+    """
+    return {
+        CORPUS_FILE: (_jsonl_lines(dataset.corpus), len(dataset.corpus)),
+        QUERIES_FILE: (_jsonl_lines(dataset.queries), len(dataset.queries)),
+        QRELS_FILE: ((line.encode() for line in dataset.qrels), len(dataset.qrels) - 1),
+        TRAINING_FILE: (_jsonl_lines(dataset.training), len(dataset.training)),
+        VALIDATION_FILE: (_jsonl_lines(dataset.validation), len(dataset.validation)),
+        # One JSON document, not JSONL: a single "line" whose newline ends the file.
         REFERENCE_RUN_FILE: (
-            orjson.dumps(dataset.reference_run, option=orjson.OPT_INDENT_2) + b"\n",
+            [orjson.dumps(dataset.reference_run, option=orjson.OPT_INDENT_2)],
             len(dataset.reference_run),
         ),
     }
+
+
+def _write_files(dataset: RetrievalDataset, out_dir: Path) -> dict[str, dict[str, Any]]:
     described: dict[str, dict[str, Any]] = {}
-    for name, (data, rows) in contents.items():
-        _write_bytes(out_dir / name, data)
-        described[name] = {
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "bytes": len(data),
-            "rows": rows,
-        }
+    for name, (lines, rows) in _file_lines(dataset).items():
+        written = _write_lines(out_dir / name, lines)
+        described[name] = {"sha256": written.sha256, "bytes": written.bytes, "rows": rows}
     return described
+
+
+def _write_lines(path: Path, lines: Iterable[bytes]) -> DatasetFile:
+    """Stream newline-terminated lines to ``path``, hashing as they go.
+
+    The file appears under its name only when complete (temporary name, then rename), so a
+    killed worker never leaves half a file that a rerun would trust.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = JsonlWriter(path)
+    try:
+        for line in lines:
+            writer.write(line)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

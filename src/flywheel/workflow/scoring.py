@@ -2,7 +2,9 @@
 
 Scores are recomputed by :mod:`flywheel.domain.metrics` from the candidate's per-item
 predictions against the reference answers in the eval file (the production model's own
-responses), so both platforms are scored by the same code. A platform that returns only
+responses), so both platforms are scored by the same code. The judge's per-item replies are
+parsed by the workload's judge: ``judge_tool_call_correctness`` (0/1) for tool calling,
+``judge_similarity`` (1-10 → [0, 1]) for generic workloads. A platform that returns only
 its own aggregate scores is reported as such (``source: platform``), without intervals; one
 that returns both keeps its value beside ours (``platform_value``, ``differs``).
 """
@@ -27,6 +29,7 @@ from flywheel.domain.metrics import (
     evaluate_retrieval,
     evaluate_tool_calls,
     group_by_reference_tool,
+    judge_metric,
     recommend,
     summarize_judge,
     summarize_latency,
@@ -126,15 +129,15 @@ def score_llm_eval(
         groups = dict(group_by_reference_tool(report.items))
     replies = [p.judge_reply if p is not None else None for p in preds]
     if any(r is not None for r in replies):
+        metric = judge_metric(tool_calling=tool_calling)
         judge = summarize_judge(
-            replies, metric="judge_similarity", n_resamples=n_resamples, confidence=confidence
+            replies, metric=metric, n_resamples=n_resamples, confidence=confidence
         )
-        scores["judge_similarity"] = {
-            **judge.score.to_dict(),
-            "parse_failures": judge.parse_failures,
-        }
+        scores[metric] = {**judge.score.to_dict(), "parse_failures": judge.parse_failures}
         if not tool_calling:
-            gated["judge_similarity"] = PairedScores(
+            # A tool workload is gated on its exact-match accuracies; the correctness judge
+            # is reported beside them, not gated, as it judges the same calls less strictly.
+            gated[metric] = PairedScores(
                 candidate=list(judge.per_item), reference=[1.0] * len(judge.per_item)
             )
     latencies = [p.latency_ms for p in preds if p is not None and p.latency_ms is not None]

@@ -173,7 +173,7 @@ def _finished_job(job_type: str, judge: dict[str, object] | None) -> dict[str, o
     }
 
 
-NOTE = "judge: not configured (set llm_judge_config to score similarity)"
+NOTE = "judge: not configured (set llm_judge_config for judge scores)"
 REMOTE_JUDGE = {"type": "remote", "url": "http://judge.test", "model_name": "j"}
 
 

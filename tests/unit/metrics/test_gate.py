@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flywheel.domain.metrics.gate import (
     GateResult,
@@ -138,3 +140,47 @@ def test_gate_can_report_tools_without_requiring_them() -> None:
 
 def test_gate_is_deterministic() -> None:
     assert _gate(True) == _gate(True)
+
+
+# -- properties ----------------------------------------------------------------------------
+
+unit_scores = st.lists(
+    st.floats(0.0, 1.0, allow_nan=False, allow_infinity=False), min_size=1, max_size=40
+)
+margins = st.floats(0.0, 1.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60)
+@given(unit_scores, margins)
+def test_a_candidate_identical_to_the_reference_passes_at_any_margin(
+    scores: list[float], margin: float
+) -> None:
+    check = check_non_inferiority(
+        metric="acc",
+        scores=PairedScores(candidate=list(scores), reference=list(scores)),
+        margin=margin,
+        n_resamples=200,
+    )
+    assert check.passed, check.reason
+    assert check.difference.value == 0.0
+
+
+@st.composite
+def paired(draw: st.DrawFn) -> PairedScores:
+    n = draw(st.integers(1, 40))
+    values = st.floats(0.0, 1.0, allow_nan=False, allow_infinity=False)
+    return PairedScores(
+        candidate=draw(st.lists(values, min_size=n, max_size=n)),
+        reference=draw(st.lists(values, min_size=n, max_size=n)),
+    )
+
+
+@settings(max_examples=60)
+@given(paired(), margins, margins)
+def test_passing_is_monotone_in_the_margin(scores: PairedScores, a: float, b: float) -> None:
+    low, high = sorted((a, b))
+    strict = check_non_inferiority(metric="acc", scores=scores, margin=low, n_resamples=200)
+    loose = check_non_inferiority(metric="acc", scores=scores, margin=high, n_resamples=200)
+    assert strict.difference == loose.difference  # the margin moves the bar, not the interval
+    if strict.passed:
+        assert loose.passed

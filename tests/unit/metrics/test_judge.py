@@ -7,8 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flywheel.domain.metrics.judge import (
+    CORRECTNESS_SYSTEM,
+    JUDGE_SIMILARITY,
+    JUDGE_TOOL_CALL_CORRECTNESS,
+    SIMILARITY_SYSTEM,
     build_similarity_prompt,
     build_tool_call_correctness_prompt,
+    judge_metric,
     parse_correctness,
     parse_similarity,
     similarity_to_unit,
@@ -149,7 +154,7 @@ def test_summarize_judge_counts_parse_failures_not_zero() -> None:
 
 def test_summarize_correctness_and_unknown_metric() -> None:
     summary = summarize_judge(
-        ["RATING: 1", "RATING: 1", "RATING: 0"], metric="tool_calling_correctness"
+        ["RATING: 1", "RATING: 1", "RATING: 0"], metric=JUDGE_TOOL_CALL_CORRECTNESS
     )
     assert summary.score.value == pytest.approx(2 / 3)
     assert summary.to_dict()["score"]["n"] == 3
@@ -162,3 +167,35 @@ def test_summarize_all_failures_is_empty_score() -> None:
     assert summary.score.value is None
     assert summary.score.n == 0
     assert summary.parse_failures == 2
+
+
+def test_correctness_replies_without_a_verdict_are_failures_not_zero() -> None:
+    summary = summarize_judge(
+        ["Wrong tool.\nRATING: 0", "RATING: 8", "looks fine", None, "RATING: 1"],
+        metric=JUDGE_TOOL_CALL_CORRECTNESS,
+        n_resamples=100,
+    )
+    assert summary.metric == "judge_tool_call_correctness"
+    assert summary.per_item == (0.0, None, None, None, 1.0)  # 8 is no 0/1 verdict
+    assert summary.parse_failures == 3
+    assert summary.score.n == 2
+    assert summary.score.value == pytest.approx(0.5)
+    assert summary.score.ci_low is not None
+    assert summary.score.ci_high is not None
+    assert summary.score.ci_low <= 0.5 <= summary.score.ci_high
+
+
+def test_the_workload_picks_its_judge() -> None:
+    assert judge_metric(tool_calling=True) == JUDGE_TOOL_CALL_CORRECTNESS
+    assert judge_metric(tool_calling=False) == JUDGE_SIMILARITY
+
+
+def test_prompts_carry_the_shared_rubrics() -> None:
+    similarity = build_similarity_prompt(task_messages=[], reference="a", candidate="b")
+    correctness = build_tool_call_correctness_prompt(
+        task_messages=[], reference_tool_calls=[], predicted_tool_calls=[]
+    )
+    assert similarity[0]["content"] == SIMILARITY_SYSTEM
+    assert correctness[0]["content"] == CORRECTNESS_SYSTEM
+    # A declined call is the production behaviour too: the rubric must not fail it.
+    assert "When the reference makes no call, rate 1 only if" in CORRECTNESS_SYSTEM

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from flywheel.config.schema import CandidateModel, EvaluationConfig, JobConfig
 from flywheel.domain.metrics.toolcalls import NO_CALL
 from flywheel.platforms.base import EvaluationOutcome, ItemPrediction
@@ -81,3 +83,47 @@ def test_generic_workloads_have_no_confusion_table() -> None:
         tool_calling=False,
     )
     assert "confusion" not in scores
+
+
+def _judged(
+    replies: list[str | None], *, tool_calling: bool, references: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Any]:
+    outcome = EvaluationOutcome(
+        predictions=[
+            ItemPrediction(index=i, response=ref, judge_reply=reply)
+            for i, (ref, reply) in enumerate(zip(references, replies, strict=True))
+        ]
+    )
+    return score_llm_eval(
+        outcome=outcome,
+        references=references,
+        candidate=CANDIDATE,
+        config=CONFIG,
+        tool_calling=tool_calling,
+    )
+
+
+def test_a_tool_workload_reports_the_correctness_judge_with_ci_and_failures() -> None:
+    references = [_call("weather"), _call("book"), _call("book"), _call("weather")]
+    scores, gate = _judged(
+        ["RATING: 1", "RATING: 0", "RATING: 7", "RATING: 1"],
+        tool_calling=True,
+        references=references,
+    )
+    judged = scores["judge_tool_call_correctness"]
+    assert judged["value"] == pytest.approx(2 / 3)
+    assert judged["n"] == 3
+    assert judged["parse_failures"] == 1  # "7" is no 0/1 verdict: counted, not scored 0
+    assert judged["ci_low"] <= judged["value"] <= judged["ci_high"]
+    assert "judge_similarity" not in scores
+    # Gated on the exact-match accuracies; the judge is reported beside them.
+    assert set(gate.metrics) == {"function_name_accuracy", "function_name_and_args_accuracy"}
+
+
+def test_a_generic_workload_keeps_the_similarity_judge_and_gates_on_it() -> None:
+    references = [_text(), _text()]
+    scores, gate = _judged(["RATING: 10", "RATING: 1"], tool_calling=False, references=references)
+    assert scores["judge_similarity"]["value"] == pytest.approx(0.5)
+    assert scores["judge_similarity"]["parse_failures"] == 0
+    assert "judge_tool_call_correctness" not in scores
+    assert set(gate.metrics) == {"judge_similarity"}

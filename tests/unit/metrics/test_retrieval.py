@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -116,3 +117,65 @@ def test_recall_monotone_in_k_and_bounded(retrieved: list[str], relevant: set[st
     assert all(a <= b for a, b in itertools.pairwise(values))
     for fn in (recall_at_k, ndcg_at_k, mrr_at_k):
         assert 0.0 <= fn(retrieved, relevant, 10) <= 1.0 + 1e-12
+
+
+# -- properties of nDCG@10 and MRR@10 -------------------------------------------------------
+
+corpus = [f"d{i}" for i in range(30)]
+
+
+@st.composite
+def ranked_queries(draw: st.DrawFn) -> tuple[list[str], set[str]]:
+    """A ranking (distinct ids, any length up to the corpus) and a non-empty relevant set."""
+    ranking = draw(st.permutations(corpus).map(lambda p: list(p)))
+    ranking = ranking[: draw(st.integers(0, len(corpus)))]
+    relevant = draw(st.sets(st.sampled_from(corpus), min_size=1, max_size=12))
+    return ranking, relevant
+
+
+@given(ranked_queries())
+def test_ndcg_and_mrr_are_bounded(query: tuple[list[str], set[str]]) -> None:
+    ranking, relevant = query
+    assert 0.0 <= ndcg_at_k(ranking, relevant, 10) <= 1.0 + 1e-12
+    assert 0.0 <= mrr_at_k(ranking, relevant, 10) <= 1.0
+    hit = any(d in relevant for d in ranking[:10])
+    assert (ndcg_at_k(ranking, relevant, 10) > 0) is hit
+    assert (mrr_at_k(ranking, relevant, 10) > 0) is hit
+
+
+@given(ranked_queries(), st.randoms(use_true_random=False))
+def test_what_follows_the_cutoff_does_not_count(
+    query: tuple[list[str], set[str]], rng: random.Random
+) -> None:
+    ranking, relevant = query
+    tail = ranking[10:]
+    rng.shuffle(tail)
+    reordered = ranking[:10] + tail
+    assert ndcg_at_k(reordered, relevant, 10) == ndcg_at_k(ranking, relevant, 10)
+    assert mrr_at_k(reordered, relevant, 10) == mrr_at_k(ranking, relevant, 10)
+
+
+@given(ranked_queries(), st.randoms(use_true_random=False))
+def test_the_order_of_irrelevant_documents_does_not_count(
+    query: tuple[list[str], set[str]], rng: random.Random
+) -> None:
+    ranking, relevant = query
+    slots = [i for i, d in enumerate(ranking) if d not in relevant]
+    shuffled = [ranking[i] for i in slots]
+    rng.shuffle(shuffled)
+    reordered = list(ranking)
+    for slot, doc in zip(slots, shuffled, strict=True):
+        reordered[slot] = doc  # relevant documents keep their ranks
+    assert ndcg_at_k(reordered, relevant, 10) == pytest.approx(ndcg_at_k(ranking, relevant, 10))
+    assert mrr_at_k(reordered, relevant, 10) == mrr_at_k(ranking, relevant, 10)
+
+
+@given(st.sets(st.sampled_from(corpus), min_size=1, max_size=15), st.randoms())
+def test_a_perfect_ranking_scores_one(relevant: set[str], rng: random.Random) -> None:
+    first = sorted(relevant)
+    rng.shuffle(first)  # any order of the relevant documents is perfect
+    rest = [d for d in corpus if d not in relevant]
+    rng.shuffle(rest)
+    ranking = first + rest
+    assert ndcg_at_k(ranking, relevant, 10) == pytest.approx(1.0)
+    assert mrr_at_k(ranking, relevant, 10) == 1.0

@@ -29,6 +29,7 @@ const METRIC_ORDER = [
   "function_name_accuracy",
   "function_name_and_args_accuracy",
   "judge_similarity",
+  "judge_tool_call_correctness",
   "format_validity_rate",
   ...RETRIEVAL_METRICS,
 ];
@@ -36,6 +37,7 @@ const METRIC_LABEL = {
   function_name_accuracy: "Tool name accuracy",
   function_name_and_args_accuracy: "Tool name + arguments accuracy",
   judge_similarity: "Judge similarity",
+  judge_tool_call_correctness: "Judge tool-call correctness",
   format_validity_rate: "Valid output format",
   "recall@1": "Recall@1",
   "recall@5": "Recall@5",
@@ -519,7 +521,7 @@ function recommendation(job) {
   );
 }
 
-export const JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config to score similarity)";
+export const JUDGE_NOT_CONFIGURED = "judge: not configured (set llm_judge_config for judge scores)";
 
 /** LLM jobs without a judge have no judge score (absent, not 0): say so, from the config snapshot. */
 export function judgeNote(job) {

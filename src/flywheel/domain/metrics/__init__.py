@@ -20,9 +20,14 @@ from flywheel.domain.metrics.gate import (
     evaluate_gate,
 )
 from flywheel.domain.metrics.judge import (
+    CORRECTNESS_SYSTEM,
+    JUDGE_SIMILARITY,
+    JUDGE_TOOL_CALL_CORRECTNESS,
+    SIMILARITY_SYSTEM,
     JudgeScore,
     build_similarity_prompt,
     build_tool_call_correctness_prompt,
+    judge_metric,
     parse_correctness,
     parse_similarity,
     similarity_to_unit,
@@ -63,7 +68,11 @@ from flywheel.domain.metrics.toolcalls import (
 )
 
 __all__ = [
+    "CORRECTNESS_SYSTEM",
+    "JUDGE_SIMILARITY",
+    "JUDGE_TOOL_CALL_CORRECTNESS",
     "NO_CALL",
+    "SIMILARITY_SYSTEM",
     "CandidateOutcome",
     "CostEstimate",
     "GateCheck",
@@ -92,6 +101,7 @@ __all__ = [
     "evaluate_retrieval",
     "evaluate_tool_calls",
     "group_by_reference_tool",
+    "judge_metric",
     "monthly_cost",
     "monthly_savings",
     "mrr_at_k",

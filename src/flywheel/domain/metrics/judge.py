@@ -29,6 +29,12 @@ from flywheel.domain.metrics.stats import (
 
 SIMILARITY_MIN, SIMILARITY_MAX = 1, 10
 
+#: Metric names of the two judges. Generic workloads are rated for similarity; tool-calling
+#: workloads for correctness of the calls, because "similar text" says little about whether
+#: the right function got the right arguments.
+JUDGE_SIMILARITY = "judge_similarity"
+JUDGE_TOOL_CALL_CORRECTNESS = "judge_tool_call_correctness"
+
 SIMILARITY_SYSTEM = """\
 You are a strict evaluator. You compare a CANDIDATE answer with a REFERENCE answer to the \
 same TASK and rate how closely the candidate conveys the reference's meaning.
@@ -50,8 +56,10 @@ CORRECTNESS_SYSTEM = """\
 You are a strict evaluator of function calls. You compare the PREDICTED tool calls with the \
 REFERENCE tool calls for the same TASK.
 
-Rate 0 if the prediction is empty or invalid, calls a different function, calls a different \
-number of functions, or any reference argument is missing or mismatched. Identifiers, ids, \
+Rate 0 if the prediction is invalid, calls a different function, calls a different number \
+of functions, or any reference argument is missing or mismatched. When the reference makes \
+no call, rate 1 only if the prediction makes none either; when it makes calls, an empty \
+prediction is 0. Identifiers, ids, \
 numbers, enums and dates must match exactly; free-text arguments only need the same meaning. \
 The order of parallel calls and of argument keys does not matter. Otherwise rate 1.
 
@@ -89,6 +97,11 @@ def build_similarity_prompt(
         f"<candidate>\n{candidate}\n</candidate>"
     )
     return [{"role": "system", "content": SIMILARITY_SYSTEM}, {"role": "user", "content": user}]
+
+
+def judge_metric(*, tool_calling: bool) -> str:
+    """The judge metric a workload is scored with: correctness for tool calls, else similarity."""
+    return JUDGE_TOOL_CALL_CORRECTNESS if tool_calling else JUDGE_SIMILARITY
 
 
 def build_tool_call_correctness_prompt(
@@ -191,17 +204,20 @@ def summarize_judge(
     """Parse each judge reply and summarise.
 
     ``metric`` is ``"judge_similarity"`` (ratings mapped to [0, 1]) or
-    ``"tool_calling_correctness"`` (0/1). ``per_item`` keeps ``None`` for parse failures
+    ``"judge_tool_call_correctness"`` (0/1). ``per_item`` keeps ``None`` for parse failures
     so item positions still line up with the reference's scores in a paired gate.
     """
     per_item: list[float | None]
-    if metric == "judge_similarity":
+    if metric == JUDGE_SIMILARITY:
         ratings = [parse_similarity(r) for r in replies]
         per_item = [None if r is None else similarity_to_unit(r) for r in ratings]
-    elif metric == "tool_calling_correctness":
+    elif metric == JUDGE_TOOL_CALL_CORRECTNESS:
         per_item = [None if (r := parse_correctness(x)) is None else float(r) for x in replies]
     else:
-        raise ValueError(f"unknown judge metric {metric!r}")
+        raise ValueError(
+            f"unknown judge metric {metric!r}; use {JUDGE_SIMILARITY!r} or "
+            f"{JUDGE_TOOL_CALL_CORRECTNESS!r}"
+        )
     parsed = [v for v in per_item if v is not None]
     return JudgeScore(
         metric=metric,

@@ -8,7 +8,9 @@ Spec keys (``spec.json``): ``candidate`` (a :class:`ModelSource` dict), ``eval_f
 The result lists one prediction per eval line, in file order, and ``platform_scores``
 computed with the shared domain metrics: tool-calling accuracies, the format validity
 rate, ``format_errors`` (tool-call blocks the parser could not read) and, with a judge,
-``judge_similarity`` (absent without a judge: no judge is not a score of 0).
+the judge's score with ``judge_parse_failures`` beside it: ``judge_tool_call_correctness``
+(0/1) for a tool-calling eval set, ``judge_similarity`` (1-10 mapped to [0, 1]) for a generic
+one. Without a judge neither is present: no judge is not a score of 0.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import orjson
 
 from flywheel.domain.metrics import (
     build_similarity_prompt,
+    build_tool_call_correctness_prompt,
     evaluate_tool_calls,
+    judge_metric,
     summarize_judge,
 )
 from flywheel.platforms.base import ItemPrediction
@@ -56,6 +60,46 @@ def answer_text(message: Mapping[str, Any] | None) -> str:
         calls = [c.get("function", c) for c in message["tool_calls"]]
         parts.append(orjson.dumps(calls).decode())
     return "\n".join(p for p in parts if p)
+
+
+def is_tool_calling(chats: Sequence[Chat], references: Sequence[Mapping[str, Any] | None]) -> bool:
+    """Whether the eval set is a tool-calling workload: a request offers tools or a reference
+    answer calls one (the rule the dataset pipeline classifies workloads by).
+
+    Decided for the whole set, not per item, so every item of a workload is judged by the
+    same rubric, as on NMP, where one task carries one judge metric.
+    """
+    return any(tools for _, tools in chats) or any(
+        ref and ref.get("tool_calls") for ref in references
+    )
+
+
+def judge_prompts(
+    *,
+    chats: Sequence[Chat],
+    references: Sequence[Mapping[str, Any] | None],
+    answers: Sequence[Mapping[str, Any]],
+    tool_calling: bool,
+) -> list[Chat]:
+    """One judge chat per item: the tool-call correctness prompt or the similarity prompt."""
+    prompts: list[Chat] = []
+    for (messages, tools), ref, answer in zip(chats, references, answers, strict=True):
+        predicted = answer.get("message")
+        if tool_calling:
+            prompt = build_tool_call_correctness_prompt(
+                task_messages=messages,
+                reference_tool_calls=(ref or {}).get("tool_calls") or [],
+                predicted_tool_calls=(predicted or {}).get("tool_calls") or [],
+                tools=tools,
+            )
+        else:
+            prompt = build_similarity_prompt(
+                task_messages=messages,
+                reference=answer_text(ref),
+                candidate=answer_text(predicted),
+            )
+        prompts.append((prompt, None))
+    return prompts
 
 
 def answer_chats(
@@ -134,6 +178,16 @@ def _score(
     return scores
 
 
+def _judge_scores(replies: Sequence[str | None], *, tool_calling: bool) -> dict[str, float]:
+    """The judge's mean (absent when no reply parsed) and its parse failures, always."""
+    metric = judge_metric(tool_calling=tool_calling)
+    summary = summarize_judge(replies, metric=metric, n_resamples=100)
+    scores = {"judge_parse_failures": float(summary.parse_failures)}
+    if summary.score.value is not None:
+        scores[metric] = summary.score.value
+    return scores
+
+
 def run_evaluation(work: WorkDir, spec: Mapping[str, Any]) -> None:
     """Evaluate, writing progress as it goes and ``result.json`` at the end."""
     items = read_eval_items(Path(spec["eval_file"]))
@@ -165,20 +219,12 @@ def run_evaluation(work: WorkDir, spec: Mapping[str, Any]) -> None:
     scores = _score(references, answers)
     judge_replies: list[str | None] = [None] * len(items)
     if judge is not None:
-        prompts: list[Chat] = [
-            (
-                build_similarity_prompt(
-                    task_messages=chat[0],
-                    reference=answer_text(ref),
-                    candidate=answer_text(answer["message"]),
-                ),
-                None,
-            )
-            for chat, ref, answer in zip(chats, references, answers, strict=True)
-        ]
+        tool_calling = is_tool_calling(chats, references)
         judged = answer_chats(
             source=judge,
-            chats=prompts,
+            chats=judge_prompts(
+                chats=chats, references=references, answers=answers, tool_calling=tool_calling
+            ),
             spec={**spec, "max_new_tokens": 128},
             adapter_dir=None,
             should_stop=work.cancel_requested,
@@ -187,10 +233,7 @@ def run_evaluation(work: WorkDir, spec: Mapping[str, Any]) -> None:
         judge_replies = [
             (j["message"] or {}).get("content") if not j.get("error") else None for j in judged
         ]
-        summary = summarize_judge(judge_replies, metric="judge_similarity", n_resamples=100)
-        if summary.score.value is not None:
-            scores["judge_similarity"] = summary.score.value
-        scores["judge_parse_failures"] = float(summary.parse_failures)
+        scores.update(_judge_scores(judge_replies, tool_calling=tool_calling))
     predictions = [
         ItemPrediction(
             index=i,

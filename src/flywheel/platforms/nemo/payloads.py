@@ -4,8 +4,12 @@ Three kinds of evaluation:
 
 * ``tool_calling``: task ``custom-tool-calling``, metric ``tool-calling-accuracy``
   (``function_name_accuracy``, ``function_name_and_args_accuracy``) plus an LLM-judge
-  ``correctness`` rating when a judge is configured;
-* ``generic``: task ``llm-as-judge``, metric ``llm-judge`` with a ``similarity`` rating;
+  ``correctness`` rating (0/1, ``judge_tool_call_correctness``) when a judge is configured;
+* ``generic``: task ``llm-as-judge``, metric ``llm-judge`` with a ``similarity`` rating
+  (1-10, mapped onto [0, 1] as ``judge_similarity``);
+
+The judges' rubrics are the shared ones of :mod:`flywheel.domain.metrics.judge`, with the
+same tags around the data, so an item is judged alike on either platform.
 * ``retriever``: a BEIR task scored by ``recall_<k>`` / ``ndcg_cut_<k>``.
 
 The eval rows are the DFW form ``{"request": {...}, "response": {"choices": [...]}}`` (§9.2).
@@ -18,6 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from flywheel.domain.metrics.judge import (
+    CORRECTNESS_SYSTEM,
+    JUDGE_SIMILARITY,
+    JUDGE_TOOL_CALL_CORRECTNESS,
+    SIMILARITY_SYSTEM,
+)
+
 EvalKind = Literal["tool_calling", "generic", "retriever"]
 ScorePlan = list[dict[str, Any]]  # [{"name", "task", "metric", "score", "offset", "scale"}]
 
@@ -28,15 +39,19 @@ BEIR_TASK = "flywheel-beir"
 RETRIEVER_KS = (5, 10, 20, 100)
 _RATING = {"type": "int", "parser": {"type": "regex", "pattern": r"RATING:\s*(\d+)"}}
 
-_SIMILARITY_SYSTEM = (
-    "You compare a candidate answer with a reference answer to the same conversation. "
-    "Rate how well the candidate matches the reference in meaning and usefulness on a scale "
-    "from 1 (unrelated or wrong) to 10 (equivalent). Reply with 'RATING: <number>' only."
+# The user turns mirror build_similarity_prompt / build_tool_call_correctness_prompt: the
+# same tags, which the shared rubrics tell the judge to treat as data. NMP renders them with
+# Jinja from the eval row (``item``) and the candidate's answer (``sample``).
+_SIMILARITY_USER = (
+    "<task>\n{{ item.request.messages | tojson }}\n</task>\n\n"
+    "<reference>\n{{ item.response.choices[0].message.content }}\n</reference>\n\n"
+    "<candidate>\n{{ sample.output_text }}\n</candidate>"
 )
-_CORRECTNESS_SYSTEM = (
-    "You judge whether a candidate's tool calls accomplish what the reference tool calls do "
-    "for the conversation. Rate from 1 (wrong tool or arguments) to 10 (equivalent). "
-    "Reply with 'RATING: <number>' only."
+_CORRECTNESS_USER = (
+    "<task>\n{{ item.request.messages | tojson }}\n</task>\n\n"
+    "<tools>\n{{ item.request.tools | tojson }}\n</tools>\n\n"
+    "<reference>\n{{ item.response.choices[0].message.tool_calls | tojson }}\n</reference>\n\n"
+    "<predicted>\n{{ sample.response.choices[0].message.tool_calls | tojson }}\n</predicted>"
 )
 
 
@@ -92,29 +107,25 @@ def llm_eval_config(
             )
         if judge is not None:
             metrics["correctness"] = _judge_metric(
-                judge,
-                _CORRECTNESS_SYSTEM,
-                "Conversation: {{ item.request.messages | tojson }}\n"
-                "Reference tool calls: "
-                "{{ item.response.choices[0].message.tool_calls | tojson }}\n"
-                "Candidate tool calls: "
-                "{{ sample.response.choices[0].message.tool_calls | tojson }}",
-                score="rating",
+                judge, CORRECTNESS_SYSTEM, _CORRECTNESS_USER, score="rating"
             )
-            plan.append(_judge_plan(task, "correctness", "rating"))
+            # A 0/1 verdict: NMP's mean rating is already the share judged correct.
+            plan.append(
+                {
+                    "name": JUDGE_TOOL_CALL_CORRECTNESS,
+                    "task": task,
+                    "metric": "correctness",
+                    "score": "rating",
+                }
+            )
     else:
         if judge is None:
             raise ValueError("a generic (non tool-calling) evaluation needs an LLM judge")
         task = JUDGE_TASK
         metrics["llm-judge"] = _judge_metric(
-            judge,
-            _SIMILARITY_SYSTEM,
-            "Conversation: {{ item.request.messages | tojson }}\n"
-            "Reference answer: {{ item.response.choices[0].message.content }}\n"
-            "Candidate answer: {{ sample.output_text }}",
-            score="similarity",
+            judge, SIMILARITY_SYSTEM, _SIMILARITY_USER, score="similarity"
         )
-        plan.append(_judge_plan(task, "llm-judge", "similarity"))
+        plan.append(_similarity_plan(task))
     config = {
         "type": "custom",
         "params": {"parallelism": parallelism, "max_tokens": max_tokens, "temperature": 0.0},
@@ -130,14 +141,14 @@ def llm_eval_config(
     return config, plan
 
 
-def _judge_plan(task: str, metric: str, score: str) -> dict[str, Any]:
+def _similarity_plan(task: str) -> dict[str, Any]:
     # Ratings are 1-10; judge_similarity maps them linearly onto [0, 1] (1 -> 0, 10 -> 1), the
     # same mapping as our own metric code, so NMP's mean rating and ours can be compared.
     return {
-        "name": "judge_similarity",
+        "name": JUDGE_SIMILARITY,
         "task": task,
-        "metric": metric,
-        "score": score,
+        "metric": "llm-judge",
+        "score": "similarity",
         "offset": -1.0,
         "scale": 1 / 9,
     }
