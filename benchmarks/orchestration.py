@@ -49,22 +49,16 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' fake platform
 
-from benchmarks.served_api import served_api
+from benchmarks.served_api import prepare_service, served_api
 from tests.workflow.celery_support import REDIS_URL, Cluster, make_cluster
-from tests.workflow.fake_platform import FakePlatform
-from tests.workflow.support import CLIENT, WORKLOAD, chat_logs, llm_config
+from tests.workflow.support import CLIENT, WORKLOAD
 
 from flywheel.domain.jobs import (
     TERMINAL_STATUSES,
     Job,
     JobId,
     JobStatus,
-    JobType,
-    NamedConfig,
-    Role,
 )
-from flywheel.services.auth import create_key
-from flywheel.stores.logs_sqlite import SqliteLogStore
 from flywheel.stores.state_sqlite import SqliteStateStore
 
 CANDIDATES = ["cand-a", "cand-b", "cand-c"]
@@ -282,20 +276,6 @@ def _parse_args() -> argparse.Namespace:
     return args
 
 
-def _prepare(data_dir: Path, gpus: int) -> tuple[SqliteStateStore, dict[str, str]]:
-    """Logs, the fake platform, the named config and an admin key; returns the auth header."""
-    state = SqliteStateStore.from_url(f"sqlite:///{data_dir / 'state.db'}")
-    logs = SqliteLogStore.from_url(f"sqlite:///{data_dir / 'logs.db'}")
-    logs.write(chat_logs(40))
-    logs.close()
-    FakePlatform(data_dir / "fake_platform.db")  # instant lifecycles by default
-    config = llm_config(CANDIDATES, gpus=gpus).model_dump(mode="json", exclude_defaults=True)
-    state.create_config(
-        NamedConfig(name=CONFIG_NAME, version=1, job_type=JobType.llm_job, body=config)
-    )
-    return state, {"Authorization": f"Bearer {create_key(state, role=Role.admin)[0]}"}
-
-
 def _measure(
     http: httpx.Client, cluster: Cluster, state: SqliteStateStore, args: argparse.Namespace
 ) -> tuple[list[Run], list[Run]]:
@@ -320,7 +300,9 @@ def main() -> None:
     args = _parse_args()
     with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp:
         data_dir = Path(tmp)
-        state, headers = _prepare(data_dir, args.gpus)
+        state, headers = prepare_service(
+            data_dir, candidates=CANDIDATES, gpus=args.gpus, config_name=CONFIG_NAME
+        )
         open_cluster = contextlib.contextmanager(make_cluster)
         try:
             with open_cluster(

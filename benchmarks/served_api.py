@@ -15,11 +15,39 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 from tests.workflow.celery_support import REPO, Cluster
+from tests.workflow.fake_platform import FakePlatform
+from tests.workflow.support import chat_logs, llm_config
+
+from flywheel.domain.jobs import JobType, NamedConfig, Role
+from flywheel.services.auth import create_key
+from flywheel.stores.logs_sqlite import SqliteLogStore
+from flywheel.stores.state_sqlite import SqliteStateStore
 
 START_TIMEOUT_S = 60.0
+
+
+def prepare_service(
+    data_dir: Path, *, candidates: list[str], gpus: int, config_name: str
+) -> tuple[SqliteStateStore, dict[str, str]]:
+    """What the API needs before the first job: 40 logged tool-calling records, the instant
+    fake platform, a named ``llm_job`` config over ``candidates`` and an admin key.
+
+    Returns the state store and the ``Authorization`` header of that key.
+    """
+    state = SqliteStateStore.from_url(f"sqlite:///{data_dir / 'state.db'}")
+    logs = SqliteLogStore.from_url(f"sqlite:///{data_dir / 'logs.db'}")
+    logs.write(chat_logs(40))
+    logs.close()
+    FakePlatform(data_dir / "fake_platform.db")  # instant lifecycles by default
+    config = llm_config(candidates, gpus=gpus).model_dump(mode="json", exclude_defaults=True)
+    state.create_config(
+        NamedConfig(name=config_name, version=1, job_type=JobType.llm_job, body=config)
+    )
+    return state, {"Authorization": f"Bearer {create_key(state, role=Role.admin)[0]}"}
 
 
 def free_port() -> int:

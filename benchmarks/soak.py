@@ -46,23 +46,16 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' fake platform
 
-from benchmarks.served_api import free_port, start_api, stop_api
+from benchmarks.served_api import free_port, prepare_service, start_api, stop_api
 from tests.workflow.celery_support import REDIS_URL, Cluster, make_cluster
-from tests.workflow.fake_platform import FakePlatform
-from tests.workflow.support import CLIENT, WORKLOAD, chat_logs, llm_config
+from tests.workflow.support import CLIENT, WORKLOAD
 
 from flywheel.domain.jobs import (
     TERMINAL_STATUSES,
     Job,
     JobId,
     JobStatus,
-    JobType,
-    NamedConfig,
-    Role,
 )
-from flywheel.services.auth import create_key
-from flywheel.stores.logs_sqlite import SqliteLogStore
-from flywheel.stores.state_sqlite import SqliteStateStore
 
 CANDIDATES = ["cand-a", "cand-b"]
 CONFIG_NAME = "soak"
@@ -288,16 +281,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fw-soak-") as tmp:
         data_dir = Path(tmp)
-        state = SqliteStateStore.from_url(f"sqlite:///{data_dir / 'state.db'}")
-        logs = SqliteLogStore.from_url(f"sqlite:///{data_dir / 'logs.db'}")
-        logs.write(chat_logs(40))
-        logs.close()
-        FakePlatform(data_dir / "fake_platform.db")  # instant lifecycles by default
-        config = llm_config(CANDIDATES, gpus=0).model_dump(mode="json", exclude_defaults=True)
-        state.create_config(
-            NamedConfig(name=CONFIG_NAME, version=1, job_type=JobType.llm_job, body=config)
+        state, headers = prepare_service(
+            data_dir, candidates=CANDIDATES, gpus=0, config_name=CONFIG_NAME
         )
-        headers = {"Authorization": f"Bearer {create_key(state, role=Role.admin)[0]}"}
         recycling = (
             {"FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD": args.max_tasks_per_child}
             if args.max_tasks_per_child is not None
