@@ -34,6 +34,7 @@ from flywheel.domain.metrics import (
     summarize_judge,
     summarize_latency,
 )
+from flywheel.domain.metrics.judge import eval_rows_judged_as_tool_calling
 from flywheel.platforms.base import EvaluationOutcome
 from flywheel.services.retrieval_datasets import REFERENCE_RUN_FILE
 
@@ -51,6 +52,15 @@ def read_references(eval_file: Path) -> list[dict[str, Any] | None]:
             choices = (row.get("response") or {}).get("choices") or [{}]
             refs.append(choices[0].get("message"))
     return refs
+
+
+def judged_as_tool_calling_file(eval_file: Path) -> bool:
+    """Whether the platform judged this eval file for tool-call correctness: the same rule,
+    over the same rows, that the platforms apply when they prompt the judge, so replies are
+    always parsed with the rubric they answered."""
+    with eval_file.open("rb") as fh:
+        rows = [orjson.loads(line) for line in fh if line.strip()]
+    return eval_rows_judged_as_tool_calling(rows)
 
 
 def read_reference_usage(eval_file: Path) -> tuple[list[float], list[float]]:
@@ -94,8 +104,13 @@ def score_llm_eval(
     candidate: CandidateModel,
     config: JobConfig,
     tool_calling: bool,
+    judge_tool_calling: bool | None = None,
 ) -> tuple[dict[str, Any], GateInput | None]:
     """Scores of one LLM evaluation, and what its gate needs.
+
+    ``tool_calling`` is the workload's type (exact-match accuracies, gating);
+    ``judge_tool_calling`` the rubric the judge answered (default: the same), which the
+    platform chose from the eval set itself (:func:`judged_as_tool_calling_file`).
 
     The gate input is ``None`` when there are no per-item predictions (or no gated metric).
     """
@@ -129,7 +144,8 @@ def score_llm_eval(
         groups = dict(group_by_reference_tool(report.items))
     replies = [p.judge_reply if p is not None else None for p in preds]
     if any(r is not None for r in replies):
-        metric = judge_metric(tool_calling=tool_calling)
+        rubric_tools = tool_calling if judge_tool_calling is None else judge_tool_calling
+        metric = judge_metric(tool_calling=rubric_tools)
         judge = summarize_judge(
             replies, metric=metric, n_resamples=n_resamples, confidence=confidence
         )

@@ -1004,16 +1004,17 @@ class StepRunner:
         variants: dict[str, Any] = {}
         for name, item, handle in self._completed_evals(job):
             outcome = self.s.platform.evaluation_outcome(handle)
-            refs = references
+            refs, judged_file = references, eval_file
             icl_file = files.get(f"icl:{name}")
             if item == "icl" and icl_file:
-                refs = scoring.read_references(Path(icl_file))
+                refs, judged_file = scoring.read_references(Path(icl_file)), Path(icl_file)
             scores, gate_input = scoring.score_llm_eval(
                 outcome=outcome,
                 references=refs,
                 candidate=_candidate(job, name),
                 config=config,
                 tool_calling=tool_calling,
+                judge_tool_calling=scoring.judged_as_tool_calling_file(judged_file),
             )
             per_item[(name, item)] = scores
             if gate_input is not None:

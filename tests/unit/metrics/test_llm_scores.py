@@ -127,3 +127,49 @@ def test_a_generic_workload_keeps_the_similarity_judge_and_gates_on_it() -> None
     assert scores["judge_similarity"]["parse_failures"] == 0
     assert "judge_tool_call_correctness" not in scores
     assert set(gate.metrics) == {"judge_similarity"}
+
+
+def test_the_judge_replies_are_parsed_with_the_rubric_the_eval_set_was_judged_by(
+    tmp_path: Any,
+) -> None:
+    """A tool workload whose eval split happens to hold no tool rows was judged for similarity
+    (the platform decides from the set itself), so its replies must not be read as 0/1."""
+    import orjson
+
+    from flywheel.workflow.scoring import judged_as_tool_calling_file
+
+    rows = [
+        {
+            "request": {"messages": [{"role": "user", "content": "hi"}]},
+            "response": {"choices": [{"message": _text()}]},
+        }
+    ] * 3
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    judge_tools = judged_as_tool_calling_file(eval_file)
+    assert judge_tools is False
+    outcome = EvaluationOutcome(
+        predictions=[
+            ItemPrediction(index=i, response=_text(), judge_reply="RATING: 7") for i in range(3)
+        ]
+    )
+    scores, _ = score_llm_eval(
+        outcome=outcome,
+        references=[_text()] * 3,
+        candidate=CANDIDATE,
+        config=CONFIG,
+        tool_calling=True,  # the workload offers tools elsewhere in its traffic
+        judge_tool_calling=judge_tools,
+    )
+    assert "judge_tool_call_correctness" not in scores
+    assert scores["judge_similarity"]["value"] == pytest.approx(6 / 9)  # (7 - 1) / 9
+    assert scores["judge_similarity"]["parse_failures"] == 0
+    tool_row = {
+        "request": {"messages": [], "tools": [{"type": "function", "function": {"name": "a"}}]},
+        "response": {"choices": [{"message": _text()}]},
+    }
+    eval_file.write_bytes(orjson.dumps(tool_row) + b"\n")
+    assert judged_as_tool_calling_file(eval_file) is True
+    called = {"request": {"messages": []}, "response": {"choices": [{"message": _call("a")}]}}
+    eval_file.write_bytes(orjson.dumps(called) + b"\n")
+    assert judged_as_tool_calling_file(eval_file) is True

@@ -13,7 +13,7 @@ fence it in tags and tell the judge to treat it as data.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,6 +97,32 @@ def build_similarity_prompt(
         f"<candidate>\n{candidate}\n</candidate>"
     )
     return [{"role": "system", "content": SIMILARITY_SYSTEM}, {"role": "user", "content": user}]
+
+
+def judged_as_tool_calling(
+    offered_tools: Iterable[object], references: Iterable[Mapping[str, Any] | None]
+) -> bool:
+    """Whether an eval set is judged for tool-call correctness rather than similarity.
+
+    True when any request offers tools or any reference answer calls one. Decided for the
+    whole set (every item of a set gets the same rubric, as on NMP, where one task carries
+    one judge metric) and from the set itself, so the platform that prompts the judge and
+    the scoring that parses its replies always agree on the rubric.
+    """
+    return any(bool(tools) for tools in offered_tools) or any(
+        bool(ref and ref.get("tool_calls")) for ref in references
+    )
+
+
+def eval_rows_judged_as_tool_calling(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """:func:`judged_as_tool_calling` over eval rows ``{"request": ..., "response": ...}``."""
+    offered: list[object] = []
+    references: list[Mapping[str, Any] | None] = []
+    for row in rows:
+        offered.append((row.get("request") or {}).get("tools"))
+        choices = (row.get("response") or {}).get("choices") or [{}]
+        references.append(choices[0].get("message"))
+    return judged_as_tool_calling(offered, references)
 
 
 def judge_metric(*, tool_calling: bool) -> str:

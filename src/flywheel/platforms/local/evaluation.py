@@ -30,6 +30,7 @@ from flywheel.domain.metrics import (
     judge_metric,
     summarize_judge,
 )
+from flywheel.domain.metrics.judge import judged_as_tool_calling
 from flywheel.platforms.base import ItemPrediction
 from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, write_json_atomic
 from flywheel.platforms.local.models import ModelSource
@@ -63,15 +64,9 @@ def answer_text(message: Mapping[str, Any] | None) -> str:
 
 
 def is_tool_calling(chats: Sequence[Chat], references: Sequence[Mapping[str, Any] | None]) -> bool:
-    """Whether the eval set is a tool-calling workload: a request offers tools or a reference
-    answer calls one (the rule the dataset pipeline classifies workloads by).
-
-    Decided for the whole set, not per item, so every item of a workload is judged by the
-    same rubric, as on NMP, where one task carries one judge metric.
-    """
-    return any(tools for _, tools in chats) or any(
-        ref and ref.get("tool_calls") for ref in references
-    )
+    """Whether the eval set is judged for tool-call correctness (the shared rule, see
+    :func:`~flywheel.domain.metrics.judge.judged_as_tool_calling`)."""
+    return judged_as_tool_calling((tools for _, tools in chats), references)
 
 
 def judge_prompts(

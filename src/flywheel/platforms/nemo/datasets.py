@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flywheel.domain.metrics.judge import eval_rows_judged_as_tool_calling
 from flywheel.platforms.base import DatasetFiles, Handle
 from flywheel.platforms.nemo.calls import NmpExists, NmpNotFound
 from flywheel.platforms.nemo.context import ENTITY_STORE, NmpContext, slug
@@ -16,9 +17,11 @@ PROJECT = "flywheel"
 
 
 def _is_tool_calling(path: Path | None) -> bool:
-    """Whether the eval rows carry tools (DFW form ``{"request": {"tools": [...]}}``)."""
+    """Whether the eval set is judged for tool-call correctness (the shared rule over its
+    rows, :func:`~flywheel.domain.metrics.judge.eval_rows_judged_as_tool_calling`)."""
     if path is None or not path.is_file():
         return False
+    rows = []
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             if not line.strip():
@@ -27,9 +30,9 @@ def _is_tool_calling(path: Path | None) -> bool:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and (row.get("request") or {}).get("tools"):
-                return True
-    return False
+            if isinstance(row, dict):
+                rows.append(row)
+    return eval_rows_judged_as_tool_calling(rows)
 
 
 class NmpDatasets:
