@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +37,9 @@ REQUEST_TIMEOUT_S = 30.0
 #: delete_by_query runs synchronously over the whole pair; give it room beyond one request.
 DELETE_TIMEOUT_S = 600.0
 MAX_RETRIES = 3
+#: Backoff before re-sending records rejected for load: doubles from the initial wait.
+INITIAL_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 #: Records per bulk request: ~2 MB for 2 KB chat records.
 BULK_CHUNK = 1000
 BULK_MAX_BYTES = 20 * 1024 * 1024
@@ -45,6 +51,8 @@ MAX_PAIRS = 10_000
 TEMPLATE_PRIORITY = 500
 #: Item statuses worth retrying later rather than fixing the records.
 _TRANSIENT = frozenset({429, 500, 502, 503, 504})
+#: The item status the write re-sends (Elasticsearch's "rejected execution", too busy).
+_THROTTLED = 429
 
 _STORED_ONLY = {"type": "object", "enabled": False}
 MAPPING: dict[str, Any] = {
@@ -120,6 +128,15 @@ def _refused_field(reason: str) -> list[str]:
     return [name if parent in (None, "_doc") else f"{parent}.{name}"]
 
 
+@dataclass
+class _BulkOutcome:
+    """What the attempts of one write produced: items written, items refused for good."""
+
+    written: int = 0
+    #: ``(input position, item status, reason)``
+    failed: list[tuple[int, int, str]] = field(default_factory=list)
+
+
 def _public_url(url: str) -> str:
     """The URL without credentials, fit for messages."""
     parts = urlsplit(url)
@@ -129,8 +146,18 @@ def _public_url(url: str) -> str:
 class ElasticLogStore:
     """:class:`~flywheel.stores.base.LogStore` on one Elasticsearch index."""
 
-    def __init__(self, client: Elasticsearch, *, index: str, url: str) -> None:
+    def __init__(
+        self,
+        client: Elasticsearch,
+        *,
+        index: str,
+        url: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``sleep`` waits out the backoff between re-sends of throttled records (tests pass
+        a recorder so they need not wait)."""
         self._es = client
+        self._sleep = sleep
         self._index = index
         self._url = _public_url(url)
         self._ready = False
@@ -215,6 +242,10 @@ class ElasticLogStore:
     def write(self, records: Iterable[LogRecordT]) -> int:
         """Bulk-index records, then refresh once so they are searchable on return.
 
+        Items Elasticsearch rejects for load (429) are re-sent here, not by the bulk helper:
+        its retries yield the re-sent items after the rest of their chunk, which would break
+        the one-result-per-input-position order the error positions are read from.
+
         Raises:
             ValidationFailed: Elasticsearch refused some records (the others were written);
                 each error's ``loc`` is ``["records", position, field]`` (field when ES
@@ -223,34 +254,63 @@ class ElasticLogStore:
         """
         self._ensure_index()
         # Pre-serialised sources skip the client's per-document dict walk.
-        sources = (record.model_dump_json() for record in records)
-        written = 0
-        failed: list[tuple[int, int, str]] = []
+        batch = ((position, record.model_dump_json()) for position, record in enumerate(records))
+        outcome = _BulkOutcome()
         with self._translate(f"bulk-index into {self._index!r}"):
-            results = streaming_bulk(
-                self._es,
-                sources,
-                index=self._index,
-                chunk_size=BULK_CHUNK,
-                max_chunk_bytes=BULK_MAX_BYTES,
-                raise_on_error=False,
-                max_retries=MAX_RETRIES,
-                initial_backoff=1,
-                max_backoff=30,
-            )
-            for position, (ok, item) in enumerate(results):
-                if ok:
-                    written += 1
-                else:
-                    outcome = next(iter(item.values()))
-                    error = outcome.get("error", {})
-                    reason = f"{error.get('type', 'error')}: {error.get('reason', error)}"
-                    failed.append((position, int(outcome.get("status", 0)), reason))
-            if written:
+            throttled = self._bulk(batch, outcome)
+            for attempt in range(MAX_RETRIES):
+                if not throttled:
+                    break
+                self._sleep(min(MAX_BACKOFF_S, INITIAL_BACKOFF_S * 2**attempt))
+                throttled = self._bulk(((p, source) for p, source, _ in throttled), outcome)
+            outcome.failed.extend((p, _THROTTLED, reason) for p, _, reason in throttled)
+            if outcome.written:
                 self._es.indices.refresh(index=self._index)
-        if failed:
-            self._raise_bulk_failures(failed, written=written)
-        return written
+        if outcome.failed:
+            self._raise_bulk_failures(sorted(outcome.failed), written=outcome.written)
+        return outcome.written
+
+    def _bulk(
+        self, batch: Iterable[tuple[int, str]], outcome: _BulkOutcome
+    ) -> list[tuple[int, str, str]]:
+        """Send ``(position, source)`` pairs once; count writes and refusals into ``outcome``.
+
+        Returns the ``(position, source, reason)`` of the items rejected for load (429), to be
+        re-sent. Without helper retries, ``streaming_bulk`` yields exactly one result per
+        action in input order, so a FIFO of the sent pairs names each result's position; it
+        holds at most one chunk, as the helper reads the input a chunk ahead of its results.
+        """
+        sent: deque[tuple[int, str]] = deque()
+
+        def sources() -> Iterator[str]:
+            for position, source in batch:
+                sent.append((position, source))
+                yield source
+
+        results = streaming_bulk(
+            self._es,
+            sources(),
+            index=self._index,
+            chunk_size=BULK_CHUNK,
+            max_chunk_bytes=BULK_MAX_BYTES,
+            raise_on_error=False,
+            max_retries=0,
+        )
+        throttled: list[tuple[int, str, str]] = []
+        for ok, item in results:
+            position, source = sent.popleft()
+            if ok:
+                outcome.written += 1
+                continue
+            result = next(iter(item.values()))
+            error = result.get("error", {})
+            reason = f"{error.get('type', 'error')}: {error.get('reason', error)}"
+            status = int(result.get("status", 0))
+            if status == _THROTTLED:
+                throttled.append((position, source, reason))
+            else:
+                outcome.failed.append((position, status, reason))
+        return throttled
 
     def _raise_bulk_failures(self, failed: list[tuple[int, int, str]], *, written: int) -> None:
         message = (

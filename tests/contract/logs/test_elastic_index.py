@@ -13,6 +13,7 @@ from flywheel.domain.logs import ChatLog, LogKind, RetrievalLog
 from flywheel.errors import StoreUnavailable, ValidationFailed
 from flywheel.stores.logs_elastic import (
     MAPPING,
+    MAX_RETRIES,
     TEMPLATE_PRIORITY,
     ElasticLogStore,
     _refused_field,
@@ -119,16 +120,7 @@ def test_an_index_deleted_under_the_store_comes_back_strict(
 def test_refused_records_are_located_and_the_others_written(
     es_url: str, es_admin: Elasticsearch, es_index: str
 ) -> None:
-    # An index made by an older, chat-only version: strict, without the retrieval fields.
-    chat_only = {
-        "dynamic": "strict",
-        "properties": {
-            name: spec
-            for name, spec in MAPPING["properties"].items()
-            if name in {"client_id", "workload_id", "kind", "timestamp", "request", "response"}
-        },
-    }
-    es_admin.indices.create(index=es_index, mappings=chat_only)
+    _chat_only_index(es_admin, es_index)
     store = ElasticLogStore.from_url(es_url, index=es_index)
     try:
         with pytest.raises(ValidationFailed, match="refused 2 of 4") as caught:
@@ -141,6 +133,113 @@ def test_refused_records_are_located_and_the_others_written(
         ["records", 3, "query"],
     ]
     assert all("strict_dynamic_mapping_exception" in e["msg"] for e in caught.value.errors)
+
+
+def _chat_only_index(es_admin: Elasticsearch, index: str) -> None:
+    """An index made by an older, chat-only version: strict, without the retrieval fields."""
+    chat_only = {
+        "dynamic": "strict",
+        "properties": {
+            name: spec
+            for name, spec in MAPPING["properties"].items()
+            if name in {"client_id", "workload_id", "kind", "timestamp", "request", "response"}
+        },
+    }
+    es_admin.indices.create(index=index, mappings=chat_only)
+
+
+_REJECTED = {
+    "status": 429,
+    "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution"},
+}
+
+
+def _throttling_client(es_url: str, throttles: dict[int, int]) -> Elasticsearch:
+    """A real client whose bulk answers 429 for the records with the given timestamps.
+
+    ``throttles`` maps a record's timestamp to how many more bulk requests reject it; the
+    other items of each request go to the real server, and the 429 items are spliced into
+    its response where they were in the request, as Elasticsearch answers a busy shard.
+    """
+
+    class _Throttling(Elasticsearch):
+        def bulk(self, **kwargs: Any) -> Any:  # type: ignore[override]
+            operations: list[bytes] = kwargs.pop("operations")
+            pairs = [(operations[i], operations[i + 1]) for i in range(0, len(operations), 2)]
+            rejected = [i for i, (_, body) in enumerate(pairs) if self._rejects(body)]
+            kept = [line for i, pair in enumerate(pairs) if i not in rejected for line in pair]
+            response = super().bulk(operations=kept, **kwargs)
+            for i in rejected:
+                response.body["items"].insert(i, {"index": dict(_REJECTED)})
+                response.body["errors"] = True
+            return response
+
+        @staticmethod
+        def _rejects(body: bytes) -> bool:
+            for timestamp, left in throttles.items():
+                if left and f'"timestamp":{timestamp}'.encode() in body:
+                    throttles[timestamp] = left - 1
+                    return True
+            return False
+
+    # streaming_bulk works on client.options(), a new instance of the same class: the
+    # state lives in the closure, not on the instance.
+    return _Throttling(es_url, request_timeout=30)
+
+
+def _timestamp(i: int) -> int:
+    return _chat(i).timestamp
+
+
+def test_throttled_records_are_resent_and_refusals_keep_their_input_positions(
+    es_url: str, es_admin: Elasticsearch, es_index: str
+) -> None:
+    _chat_only_index(es_admin, es_index)
+    sleeps: list[float] = []
+    client = _throttling_client(es_url, {_timestamp(1): 1})
+    store = ElasticLogStore(client, index=es_index, url=es_url, sleep=sleeps.append)
+    try:
+        with pytest.raises(ValidationFailed, match="refused 1 of 5") as caught:
+            store.write([_chat(0), _chat(1), _chat(2), _retrieval(3), _chat(4)])
+        written = {log.timestamp for log in store.iter_recent("acme", "router", limit=10)}
+    finally:
+        store.close()
+
+    # The 429 item was re-sent after the rest of its chunk; the refusal is still located at
+    # the retrieval record's input position, not at the order the results came back in.
+    assert [e["loc"] for e in caught.value.errors] == [["records", 3, "query"]]
+    assert "strict_dynamic_mapping_exception" in caught.value.errors[0]["msg"]
+    assert written == {_timestamp(i) for i in (0, 1, 2, 4)}
+    assert sleeps == [1.0]
+
+
+def test_records_throttled_through_every_retry_are_transient(es_url: str, es_index: str) -> None:
+    sleeps: list[float] = []
+    client = _throttling_client(es_url, {_timestamp(1): MAX_RETRIES + 1})
+    store = ElasticLogStore(client, index=es_index, url=es_url, sleep=sleeps.append)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"refused 1 of 3 log records \(2 written\)"):
+            store.write([_chat(0), _chat(1), _chat(2)])
+        assert store.count("acme", "router") == 2
+    finally:
+        store.close()
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_records_still_throttled_are_listed_with_the_refusals_in_input_order(
+    es_url: str, es_admin: Elasticsearch, es_index: str
+) -> None:
+    _chat_only_index(es_admin, es_index)
+    client = _throttling_client(es_url, {_timestamp(0): MAX_RETRIES + 1})
+    store = ElasticLogStore(client, index=es_index, url=es_url, sleep=lambda _: None)
+    try:
+        with pytest.raises(ValidationFailed, match="refused 2 of 3") as caught:
+            store.write([_chat(0), _retrieval(1), _chat(2)])
+        assert store.count("acme", "router") == 1
+    finally:
+        store.close()
+    assert [e["loc"] for e in caught.value.errors] == [["records", 0], ["records", 1, "query"]]
+    assert "es_rejected_execution_exception" in caught.value.errors[0]["msg"]
 
 
 @pytest.mark.parametrize(
