@@ -219,3 +219,34 @@ def test_auth_disabled_admits_anyone(tmp_path: Path, api: Api) -> None:
     with TestClient(app) as client:
         assert client.get("/api/jobs").status_code == 200
         assert client.get("/api/keys").status_code == 200
+
+
+def test_a_scoped_admin_cannot_write_the_named_configs_every_tenant_shares(api: Api) -> None:
+    """A tenant's admin could otherwise send another tenant's jobs to its own judge/webhook."""
+    api.client.post(
+        "/api/configs",
+        json={"name": "prod", "job_type": "llm_job", "body": {}},
+        headers=api.headers("admin"),
+    ).raise_for_status()
+    acme_admin = _scoped_admin(api, "acme")
+    hook = {"notification": {"webhook_url": "http://acme.example/steal"}}
+    attempts = {
+        "create": api.client.post(
+            "/api/configs",
+            json={"name": "mine", "job_type": "llm_job", "body": hook},
+            headers=acme_admin,
+        ),
+        "update": api.client.put(
+            "/api/configs/prod", json={"body": hook, "expected_version": 1}, headers=acme_admin
+        ),
+        "delete": api.client.delete("/api/configs/prod", headers=acme_admin),
+    }
+    for what, response in attempts.items():
+        assert response.status_code == 403, (what, response.text)
+        assert "shared by every tenant" in response.json()["detail"]
+    # Nothing changed, and the scoped admin still reads them like any viewer.
+    shown = api.client.get("/api/configs/prod", headers=acme_admin)
+    assert shown.status_code == 200
+    assert shown.json()["version"] == 1
+    assert shown.json()["body"] == {}
+    assert api.client.get("/api/configs/mine", headers=api.headers("admin")).status_code == 404

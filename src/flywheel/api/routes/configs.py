@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from flywheel.api.deps import ConfigsDep, PrincipalDep, require
 from flywheel.api.errors import error_responses
 from flywheel.api.schemas import CONFIG_NAME_PATTERN, ConfigIn, ConfigList, ConfigOut, ConfigUpdate
 from flywheel.domain.jobs import Role
+from flywheel.services.auth import Forbidden
 
 router = APIRouter(
     prefix="/api/configs",
@@ -17,7 +18,21 @@ router = APIRouter(
     dependencies=[require(Role.viewer)],
     responses=error_responses(401, 403, 503),
 )
-_admin = [require(Role.admin)]
+
+
+def _unscoped(principal: PrincipalDep) -> None:
+    """Named configurations are shared by every tenant (any job may name one), so only an
+    unscoped admin may write them: a tenant's admin could otherwise point another tenant's
+    jobs at its own endpoints, judge or webhook."""
+    if principal.client_ids is not None:
+        raise Forbidden(
+            f"named configurations are shared by every tenant, and this key is scoped to "
+            f"client_ids {sorted(principal.client_ids)}: ask an unscoped admin to write them, "
+            "or pass data_split_config overrides on POST /api/jobs"
+        )
+
+
+_admin = [require(Role.admin), Depends(_unscoped)]
 ConfigName = Annotated[str, Path(pattern=CONFIG_NAME_PATTERN)]
 
 
