@@ -32,22 +32,31 @@ def test_worker_command_starts_celery_on_both_queues(monkeypatch: pytest.MonkeyP
     assert "-B" not in seen["argv"]
 
 
-def test_recycling_limits_are_passed_to_celery_only_when_given(
+def test_recycling_limits_override_the_app_config_only_when_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flywheel.workflow import celery_app
 
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(celery_app.app, "worker_main", lambda argv: seen.update(argv=argv))
+    conf = celery_app.app.conf
+    monkeypatch.setattr(celery_app.app, "worker_main", lambda argv: None)
+    for key in ("worker_max_tasks_per_child", "worker_max_memory_per_child"):
+        monkeypatch.setitem(conf, key, conf[key])  # restored after the test
+    default_tasks = conf.worker_max_tasks_per_child
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 0, result.output
+    assert conf.worker_max_tasks_per_child == default_tasks  # FLYWHEEL_WORKFLOW_* applies
     result = CliRunner().invoke(
         app, ["--max-tasks-per-child", "200", "--max-memory-per-child-mb", "512"]
     )
     assert result.exit_code == 0, result.output
-    argv = seen["argv"]
-    assert argv[argv.index("--max-tasks-per-child") + 1] == "200"
-    assert argv[argv.index("--max-memory-per-child") + 1] == str(512 * 1024)
-    result = CliRunner().invoke(app, [])
+    assert conf.worker_max_tasks_per_child == 200
+    assert conf.worker_max_memory_per_child == 512 * 1024  # Celery counts KiB
+    # 0 is "never": None for Celery (billiard refuses a 0 limit outright).
+    result = CliRunner().invoke(
+        app, ["--max-tasks-per-child", "0", "--max-memory-per-child-mb", "0"]
+    )
     assert result.exit_code == 0, result.output
-    assert "--max-tasks-per-child" not in seen["argv"]  # the app config's value applies
+    assert conf.worker_max_tasks_per_child is None
+    assert conf.worker_max_memory_per_child is None
     refused = CliRunner().invoke(app, ["--max-tasks-per-child", "-1"])
     assert refused.exit_code == 2

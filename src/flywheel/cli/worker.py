@@ -7,7 +7,7 @@ filesystem broker under ``FLYWHEEL_DATA_DIR`` (see :mod:`flywheel.workflow.celer
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,31 +25,30 @@ class QueueChoice(StrEnum):
 
 
 def worker_argv(
-    *,
-    queues: list[str],
-    concurrency: int,
-    beat: bool,
-    loglevel: str,
-    hostname: str | None,
-    max_tasks_per_child: int | None = None,
-    max_memory_per_child_mb: int | None = None,
+    *, queues: list[str], concurrency: int, beat: bool, loglevel: str, hostname: str | None
 ) -> list[str]:
-    """The Celery worker command line for these choices.
-
-    The recycling limits are only passed when given: otherwise the worker takes them from
-    ``FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD`` / ``..._MAX_MEMORY_PER_CHILD_MB`` (app config).
-    0 turns a limit off, as Celery reads 0 as "no limit".
-    """
+    """The Celery worker command line for these choices."""
     argv = ["worker", "-Q", ",".join(queues), "-c", str(concurrency), "--loglevel", loglevel]
     if beat:
         argv.append("-B")
     if hostname:
         argv += ["-n", hostname]
-    if max_tasks_per_child is not None:
-        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
-    if max_memory_per_child_mb is not None:
-        argv += ["--max-memory-per-child", str(max_memory_per_child_mb * 1024)]  # KiB
     return argv
+
+
+def apply_recycling(
+    conf: Any, *, max_tasks_per_child: int | None, max_memory_per_child_mb: int | None
+) -> None:
+    """Override the app's pool-recycling limits with the options given (None: keep them).
+
+    Set on the app's config rather than passed as flags: Celery's flags take 0 as a value,
+    which billiard refuses ("maxtasksperchild must be a positive int or None"), while here
+    0 means "never", as in ``FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD``.
+    """
+    if max_tasks_per_child is not None:
+        conf.worker_max_tasks_per_child = max_tasks_per_child or None
+    if max_memory_per_child_mb is not None:
+        conf.worker_max_memory_per_child = max_memory_per_child_mb * 1024 or None  # KiB
 
 
 @app.callback(invoke_without_command=True)
@@ -94,6 +93,11 @@ def worker(
         QueueChoice.steps: [options.steps_queue],
         QueueChoice.long: [options.long_queue],
     }[queue]
+    apply_recycling(
+        celery_app.conf,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child_mb=max_memory_per_child_mb,
+    )
     celery_app.worker_main(
         argv=worker_argv(
             queues=queues,
@@ -101,7 +105,5 @@ def worker(
             beat=beat,
             loglevel=settings.log_level,
             hostname=hostname,
-            max_tasks_per_child=max_tasks_per_child,
-            max_memory_per_child_mb=max_memory_per_child_mb,
         )
     )
