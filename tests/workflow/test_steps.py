@@ -626,21 +626,45 @@ def test_a_job_whose_cleanup_failed_keeps_its_leases_until_the_sweep_finishes_it
     assert ended.status is JobStatus.cancelled
     assert "cleanup failed" in (ended.error or ""), ended.error
     assert ended.state["cleanup_pending"]["attempts"] == 0
-    assert services.capacity.leases() == {f"{job.id}/a": 1}
+    held = {f"{job.id}/a": 1, f"{job.id}/cleanup": 0}  # the GPU, and the sweep's marker
+    assert services.capacity.leases() == held
     sweep_at = _sweeper(services, state, faulty)
 
     report = sweep_at(services.clock())  # the platform still refuses: nothing is freed
     assert (report.released, report.unreachable) == ([], [job.id])
-    assert services.capacity.leases() == {f"{job.id}/a": 1}
+    assert services.capacity.leases() == held
     assert len(faulty.live()) == 1
     assert state.get_job(job.id).state["cleanup_pending"]["attempts"] == 1
 
     faulty.clear_faults()
     report = sweep_at(services.clock())  # it answers again: stopped, then the GPU is freed
-    assert report.released == [f"{job.id}/a"]
+    assert sorted(report.released) == sorted(held)
     assert faulty.live() == []
     assert services.capacity.leases() == {}
     after = state.get_job(job.id)
     assert "cleanup_pending" not in after.state
     assert any("cleanup finished by the recovery sweep: deployment a" in w for w in after.warnings)
     assert sweep_at(services.clock()).released == []  # done once
+
+
+def test_a_pending_cleanup_is_finished_even_when_the_job_holds_no_gpu(
+    state: StateStore, logs: LogStore, data_dir: Any
+) -> None:
+    """CPU candidates (and served NIMs) lease no GPU: the 0-GPU marker keeps them in view."""
+    faulty = FaultyPlatform(data_dir / "fake_platform.db")
+    services = make_services(state=state, logs=logs, platform=faulty, data_dir=data_dir)
+    runner = StepRunner(services)
+    faulty.set_script(durations={"deployment": 600.0, "evaluation": 0.0, "customization": 0.0})
+    job = create_job(state, llm_config(["a"], gpus=0))
+    _until(runner, job.id, lambda j: _next_kind(runner, j.id) is Kind.poll_deployment)
+    assert services.capacity.leases() == {}
+    faulty.fail_next("shutdown_deployment", times=1000)
+    state.update_job(job.id, {"status": JobStatus.cancelling})
+    assert "cleanup failed" in (drive(runner, job.id).error or "")
+    assert services.capacity.leases() == {f"{job.id}/cleanup": 0}
+    assert len(faulty.live()) == 1
+    faulty.clear_faults()
+    report = _sweeper(services, state, faulty)(services.clock())
+    assert report.released == [f"{job.id}/cleanup"]
+    assert faulty.live() == []  # the deployment the stop step could not shut down
+    assert "cleanup_pending" not in state.get_job(job.id).state

@@ -23,6 +23,7 @@ job and a retry budget of seconds would fail every job queued during it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -408,6 +409,10 @@ class StepRunner:
             left = [f"{k} {c}/{i or ''}".rstrip("/") for k, c, i, _ in iter_handles(job.state)]
             final = JobStatus.cancelled if job.status is JobStatus.cancelling else JobStatus.failed
             since = self.s.clock()
+            # A 0-GPU lease marks the job for the sweep even when it holds no GPU lease
+            # (served NIMs, CPU candidates): the sweep visits the jobs behind leases.
+            with contextlib.suppress(StoreUnavailable):  # the sweep's own retries cover it
+                self.s.capacity.acquire(owner_key(job.id, CLEANUP_OWNER), 0, self.s.gpu_budget)
 
             def cleanup_pending(st: State) -> None:
                 # The sweep finishes the cleanup and only then frees the job's GPU leases.
@@ -1192,6 +1197,8 @@ def delete_artifacts(
     return errors
 
 
+CLEANUP_OWNER = "cleanup"
+"""Owner (under the job) of the 0-GPU lease that keeps a pending cleanup in the sweep's view."""
 CLEANUP_PENDING = "cleanup_pending"
 """State key of an ended job whose platform work could not all be stopped: the recovery
 sweep retries the stops and keeps the job's GPU leases until they succeed."""

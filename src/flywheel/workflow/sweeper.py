@@ -253,11 +253,20 @@ def _release_orphan_leases(
             continue
         if job is not None and job.state.get(CLEANUP_PENDING):
             if job_id not in cleaned:
-                cleaned[job_id] = _finish_cleanup(state, platform, job, now_ms, report)
+                try:
+                    cleaned[job_id] = _finish_cleanup(state, platform, job, now_ms, report)
+                except Exception as exc:  # one job's cleanup must not block every other lease
+                    log.warning("sweep_cleanup_error", job_id=job_id, error=str(exc), exc_info=True)
+                    cleaned[job_id] = False
             if not cleaned[job_id]:
                 continue  # its deployments may still hold the GPUs
         capacity.release(owner)
         report.released.append(owner)
+
+
+CLEANUP_MAX_ATTEMPTS = 30
+"""Sweeps that retry a pending cleanup the platform refuses outright (not one it cannot be
+reached for: that is retried for as long as it lasts) before its leases are let go."""
 
 
 def _finish_cleanup(
@@ -275,13 +284,21 @@ def _finish_cleanup(
     if not outcome.unreachable and not outcome.failed:
         try:
             leftovers = platform.release_job(job.id)
-        except (PlatformUnavailable, PlatformError) as exc:
+        except PlatformUnavailable as exc:
             outcome.unreachable.append(f"release_job: {exc}")
+        except PlatformError as exc:
+            outcome.failed.append(f"release_job: {exc}")
     problems = [*outcome.unreachable, *outcome.failed]
     pending = dict(job.state[CLEANUP_PENDING])
+    attempts = int(pending.get("attempts") or 0) + 1
+    if problems and attempts > CLEANUP_MAX_ATTEMPTS and not outcome.unreachable:
+        # Permanent refusals only (the platform answers, and says no): waiting longer cannot
+        # help, so the leases go and the job says what may still run.
+        log.error("sweep_cleanup_given_up", job_id=job.id, attempts=attempts, left=problems)
+        leftovers, problems = [f"given up after {attempts - 1} attempts: {'; '.join(problems)}"], []
     try:
         if problems:
-            pending.update(attempts=int(pending.get("attempts") or 0) + 1, at=now_ms, left=problems)
+            pending.update(attempts=attempts, at=now_ms, left=problems)
             log.warning("sweep_cleanup_pending", job_id=job.id, attempt=pending["attempts"],
                         left=problems)  # fmt: skip
             state.update_job(
