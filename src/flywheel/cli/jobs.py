@@ -159,7 +159,8 @@ def _score(name: str, value: Any) -> str:
 
 def _is_metric(value: Any) -> bool:
     """A score the table shows: a number, or a value with its CI (not a breakdown such as
-    ``per_tool`` or ``confusion``, which the console and the CSV export lay out)."""
+    ``per_tool`` or ``confusion``, which a table cell cannot hold: they stay in the job's
+    JSON, ``flywheel jobs show --json``)."""
     return isinstance(value, int | float) or (isinstance(value, dict) and "value" in value)
 
 

@@ -21,12 +21,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from flywheel.config.schema import JobConfig
 from flywheel.errors import PlatformError
 from flywheel.platforms.base import Handle
-from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, write_json_atomic
+from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, read_jsonl, write_json_atomic
 from flywheel.platforms.local.lora import sha256_files
 from flywheel.platforms.local.models import ModelSource
 
@@ -51,11 +49,6 @@ def embedding_customization_spec(
         "temperature": emb.temperature,
         "seed": config.data_split_config.random_seed or 42,
     }
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [orjson.loads(line) for line in lines if line.strip()]
 
 
 #: The training settings a manifest records: enough to reproduce the run.
@@ -132,8 +125,8 @@ def train_embeddings(
     model = load_sentence_model(
         ModelSource.from_dict(spec["base"]), max_seq_length=int(spec["max_seq_length"])
     )
-    rows = _read_jsonl(Path(spec["train_file"]))
-    validation = _read_jsonl(Path(spec["validation_file"])) if spec.get("validation_file") else []
+    rows = read_jsonl(Path(spec["train_file"]))
+    validation = read_jsonl(Path(spec["validation_file"])) if spec.get("validation_file") else []
     batch_size, epochs = int(spec["batch_size"]), int(spec["epochs"])
     temperature = float(spec["temperature"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(spec["learning_rate"]))

@@ -38,6 +38,12 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every row of a small JSON Lines file (blank lines skipped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [orjson.loads(line) for line in lines if line.strip()]
+
+
 class Cancelled(Exception):
     """The platform asked the work to stop."""
 

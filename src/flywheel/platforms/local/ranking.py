@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from numpy.typing import NDArray
 
 from flywheel.config.schema import CandidateModel, JobConfig
 from flywheel.errors import PlatformError
 from flywheel.platforms.base import Handle
 from flywheel.platforms.local.embedder import ENDPOINT_BATCH, TextEmbedder
-from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, write_json_atomic
+from flywheel.platforms.local.jobfiles import Cancelled, WorkDir, read_jsonl, write_json_atomic
 from flywheel.platforms.local.models import ModelSource, candidate_source
 
 RANK_DEPTH = 100
@@ -65,16 +64,11 @@ def embedding_evaluation_spec(
     }
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [orjson.loads(line) for line in lines if line.strip()]
-
-
 def read_beir(beir: Path) -> tuple[dict[str, str], dict[str, str]]:
     """``(corpus, queries)``: doc id → title and text; query id → text, judged queries only."""
     corpus = {
         str(d["_id"]): f"{d.get('title') or ''} {d.get('text') or ''}".strip()
-        for d in _read_jsonl(beir / "corpus.jsonl")
+        for d in read_jsonl(beir / "corpus.jsonl")
     }
     judged = {
         line.split("\t")[0]
@@ -83,7 +77,7 @@ def read_beir(beir: Path) -> tuple[dict[str, str], dict[str, str]]:
     }
     queries = {
         str(q["_id"]): str(q["text"])
-        for q in _read_jsonl(beir / "queries.jsonl")
+        for q in read_jsonl(beir / "queries.jsonl")
         if str(q["_id"]) in judged
     }
     return corpus, queries
