@@ -223,23 +223,28 @@ def _sampler(
 def _rss_row(
     name: str, incarnations: dict[int, list[tuple[float, float]]], warmup_s: float
 ) -> tuple[str, str]:
-    """RSS after warm-up of the longest-lived incarnation: first / last / max and growth.
+    """RSS after warm-up of the longest-lived incarnation: first / last / max, and the trend.
 
     A killed worker's replacement starts from scratch, and a fresh process grows while it
     imports and forks its pool, so growth is only meaningful within one process lifetime,
-    after ``warmup_s``: the longest such window is reported.
+    after ``warmup_s``: the longest such window is reported. Workers also replace their pool
+    processes (``FLYWHEEL_WORKFLOW_MAX_TASKS_PER_CHILD``), which dips the total for a sample
+    or two, so the trend compares high-water marks: the highest sample of the window's first
+    third against that of its last third.
     """
     warm = [[rss for age, rss in samples if age >= warmup_s] for samples in incarnations.values()]
     values = max(warm, key=len)
-    label = f"RSS {name} (MiB), after {warmup_s:.0f} s warm-up: first / last / max, growth"
+    label = f"RSS {name} (MiB) after {warmup_s:.0f} s: first / last / max; high-water trend"
     if len(incarnations) > 1:
         label += f" (longest-lived of {len(incarnations)} processes)"
-    if len(values) < 2:
+    if len(values) < 3:
         return label, "too few samples (run longer or sample more often)"
-    first, last = values[0], values[-1]
+    third = len(values) // 3
+    early, late = max(values[:third]), max(values[-third:])
+    trend = f"{early:.0f} → {late:.0f} ({(late - early) / early * 100:+.1f}%)"
     return label, (
-        f"{first:.0f} / {last:.0f} / {max(values):.0f}, {(last - first) / first * 100:+.1f}%"
-        f" over {len(values)} samples"
+        f"{values[0]:.0f} / {values[-1]:.0f} / {max(values):.0f}; {trend} "
+        f"over {len(values)} samples"
     )
 
 
