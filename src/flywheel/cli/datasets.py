@@ -18,11 +18,11 @@ from flywheel.config.resolve import load_base_config, resolve_job_config
 from flywheel.config.schema import DataSplitOverrides, JobConfig
 from flywheel.domain.jobs import JobType
 from flywheel.errors import DatasetError, FlywheelError
-from flywheel.services.datasets import DatasetBuildResult, build_datasets
+from flywheel.services.datasets import DatasetBuildResult
 from flywheel.settings import Settings, get_settings
 from flywheel.stores.base import LogStore
 from flywheel.stores.registry import open_log_store, open_state_store
-from flywheel.workflow.datasets import candidate_token_counters, selection_embedder
+from flywheel.workflow.datasets import build_llm_datasets
 
 app = typer.Typer(help="Build and inspect datasets from production logs.", no_args_is_help=True)
 _console = Console()
@@ -101,19 +101,14 @@ def _build(
     config: JobConfig,
     out: Path,
 ) -> DatasetBuildResult:
-    # The same aids the workflow gives the build: candidate tokenizers and the embedder.
-    counters, notes = candidate_token_counters(config)
-    with selection_embedder(config, torch_threads=settings.torch_threads) as embed:
-        return build_datasets(
-            log_store=log_store,
-            client_id=client_id,
-            workload_id=workload_id,
-            config=config,
-            out_dir=out,
-            token_counters=counters,
-            token_counter_notes=notes,
-            embed=embed,
-        )
+    return build_llm_datasets(
+        log_store,
+        client_id=client_id,
+        workload_id=workload_id,
+        config=config,
+        out_dir=out,
+        torch_threads=settings.torch_threads,
+    )
 
 
 @app.command("build")

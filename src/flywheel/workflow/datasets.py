@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from flywheel.platforms.local.embedder import TextEmbedder
+    from flywheel.services.datasets import DatasetBuildResult
 
 log = structlog.get_logger(__name__)
 
@@ -102,27 +103,17 @@ class LogStoreDatasetBuilder:
                 stats=retrieval.stats.to_dict(),
                 workload_type="retrieval",
             )
-        from flywheel.services.datasets import (
-            EVAL_FILE,
-            TRAIN_FILE,
-            VAL_FILE,
-            build_datasets,
-        )
+        from flywheel.services.datasets import EVAL_FILE, TRAIN_FILE, VAL_FILE
 
-        counters, notes = candidate_token_counters(config)
-        with selection_embedder(
-            config, torch_threads=self._torch_threads, transport=self._transport
-        ) as embed:
-            chat = build_datasets(
-                log_store=self._logs,
-                client_id=job.client_id,
-                workload_id=job.workload_id,
-                config=config,
-                out_dir=out_dir,
-                token_counters=counters,
-                token_counter_notes=notes,
-                embed=embed,
-            )
+        chat = build_llm_datasets(
+            self._logs,
+            client_id=job.client_id,
+            workload_id=job.workload_id,
+            config=config,
+            out_dir=out_dir,
+            torch_threads=self._torch_threads,
+            transport=self._transport,
+        )
         files = {
             "root": str(out_dir),
             "eval": str(chat.files[EVAL_FILE].path),
@@ -196,6 +187,35 @@ def _open_embedder(
             f"semantic ICL selection: embedding model {_ref_text(ref)} cannot be used: {exc}; {fix}"
         ) from exc
     return embedder
+
+
+def build_llm_datasets(
+    log_store: LogStore,
+    *,
+    client_id: str,
+    workload_id: str,
+    config: JobConfig,
+    out_dir: Path,
+    torch_threads: int = 0,
+    transport: httpx.BaseTransport | None = None,
+) -> DatasetBuildResult:
+    """An LLM job's datasets with every aid the build can use: the candidates' own
+    tokenizers and, for semantic ICL selection, the configured embedder. The workflow and
+    ``flywheel datasets build`` both call this, so they write the same files."""
+    from flywheel.services.datasets import build_datasets
+
+    counters, notes = candidate_token_counters(config)
+    with selection_embedder(config, torch_threads=torch_threads, transport=transport) as embed:
+        return build_datasets(
+            log_store=log_store,
+            client_id=client_id,
+            workload_id=workload_id,
+            config=config,
+            out_dir=out_dir,
+            token_counters=counters,
+            token_counter_notes=notes,
+            embed=embed,
+        )
 
 
 @contextmanager
